@@ -1,0 +1,38 @@
+"""lenskern: the interferometer lensing likelihood, kernel by kernel, on every backend.
+
+    import lenskern as lk
+    problem = lk.make_problem("tiny")
+    lk.compute("w_tilde", **problem)                 # the recommended implementation
+    lk.compute("w_tilde", impl="numba.direct", **problem)
+    lk.implementations("w_tilde")                    # {name: Implementation}
+
+Importing lenskern imports no backend and changes no global JAX or Numba
+setting; backends load the first time the registry is asked.
+"""
+
+from lenskern.problems import PRESETS, Problem, make_problem
+from lenskern.registry import (
+    BACKENDS,
+    EXAMPLES,
+    KERNELS,
+    NOT_IMPLEMENTED,
+    TOLERANCE,
+    Implementation,
+    compute,
+    implementations,
+)
+
+__all__ = [
+    "BACKENDS",
+    "EXAMPLES",
+    "KERNELS",
+    "NOT_IMPLEMENTED",
+    "PRESETS",
+    "TOLERANCE",
+    "Implementation",
+    "Problem",
+    "compute",
+    "implementations",
+    "make_problem",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,292 @@
+"""Seeded, valid-by-construction inputs for every kernel (SPEC sections 1 and 4).
+
+The same preset and seed give the same arrays in every version of lenskern:
+benchmark history compares like with like only while that holds, and
+``tests/test_problems.py`` keeps it with stored checksums. Change nothing here
+that alters the arrays; add a new option instead.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from lenskern.validate import ARCSEC_TO_RADIANS
+
+#: SPEC section 4. ``N`` is the grid side (or give ``shape_native``), ``K``
+#: visibilities, ``B`` mapping slots per image pixel, ``P`` neighbour slots,
+#: ``S`` source pixels.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(shape_native=(6, 7), K=24, B=3, P=4, S=12),
+    "small": dict(N=24, K=4096, B=3, P=8, S=128),
+    # The seeds' M ~ N^2 ~ 4000 (N = 64) and ~1000 (N = 32): an unmasked grid.
+    "seed-1core": dict(N=64, K=32768, B=3, P=32, S=256, mask="full"),
+    "seed-gpu": dict(N=32, K=8192, B=256, P=32, S=256, mask="full"),
+    "science": dict(N=300, K=10_000_000, B=3, P=10, S=1000),
+}
+
+_DEFAULTS: dict[str, Any] = dict(
+    mask="circular", uv="tracks", pixel_scale=0.05, coefficient=1.0, padded_fraction=0.15
+)
+_OPTIONS = {"N", "shape_native", "K", "B", "P", "S"} | set(_DEFAULTS)
+
+
+class Problem(dict):
+    """Canonical inputs by name (pass as ``**problem``), plus ``sizes``:
+    M, K, S, B, P, Ny, Nx and the options the problem was made with."""
+
+    sizes: dict[str, Any]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{k}={v}" for k, v in self.sizes.items() if not isinstance(v, np.ndarray)
+        )
+        return f"Problem({shown})"
+
+
+def make_problem(preset_or_sizes: str | dict[str, Any] = "tiny", seed: int = 0) -> Problem:
+    """Every canonical input of SPEC section 1, valid by construction.
+
+    Parameters
+    ----------
+    preset_or_sizes
+        A preset name (``tiny``, ``small``, ``seed-1core``, ``seed-gpu``,
+        ``science``) or a dict of sizes and options: ``N`` or ``shape_native``,
+        ``K``, ``B``, ``P``, ``S``; ``mask`` (``"circular"``, ``"annulus"``,
+        ``"full"``, or a boolean (Ny, Nx) array, True = masked out); ``uv``
+        (``"tracks"``: Earth-rotation synthesis of a random antenna layout, or
+        ``"disc"``: uniform in a disc); ``pixel_scale`` (arcsec);
+        ``coefficient``; ``padded_fraction`` (rows with fewer than B slots).
+        A dict may also start from a preset: ``{"preset": "small", "K": 100}``.
+    seed
+        Seeds every random choice.
+    """
+    options = _options(preset_or_sizes)
+    rng = np.random.default_rng(seed)
+
+    mask = _mask(options)
+    ny, nx = mask.shape
+    native_index = np.argwhere(~mask).astype(np.int64)
+    pixel_scale = float(options["pixel_scale"])
+    d = pixel_scale * ARCSEC_TO_RADIANS
+    rows, cols = native_index[:, 0], native_index[:, 1]
+    grid = np.stack([-(rows - (ny - 1) / 2) * d, (cols - (nx - 1) / 2) * d], axis=1)
+
+    # uv coverage reaching 0.4 cycles per pixel: below Nyquist, so the image
+    # grid resolves every baseline.
+    k_count = int(options["K"])
+    uv_max = 0.4 / d
+    uv = _tracks(k_count, uv_max, rng) if options["uv"] == "tracks" else _disc(k_count, uv_max, rng)
+    noise = rng.uniform(0.5, 1.5, k_count)
+
+    visibilities = _visibilities(uv, noise, d, (ny, nx), rng)
+    s_count, b_count, p_count = int(options["S"]), int(options["B"]), int(options["P"])
+    pix_indexes, pix_weights, sources = _mapping(
+        grid / d, s_count, b_count, float(options["padded_fraction"]), rng
+    )
+    neighbors = _neighbors(sources, p_count, rng)
+
+    problem = Problem(
+        shape_native=(ny, nx),
+        pixel_scale=pixel_scale,
+        mask=mask,
+        native_index=native_index,
+        grid=grid,
+        uv=uv,
+        noise=noise,
+        visibilities=visibilities,
+        pix_indexes=pix_indexes,
+        pix_weights=pix_weights,
+        n_sources=s_count,
+        neighbors=neighbors,
+        neighbors_sizes=(neighbors >= 0).sum(axis=1).astype(np.int64),
+        coefficient=float(options["coefficient"]),
+    )
+    problem.sizes = dict(
+        M=len(grid),
+        K=k_count,
+        S=s_count,
+        B=b_count,
+        P=p_count,
+        Ny=ny,
+        Nx=nx,
+        seed=seed,
+        **{k: options[k] for k in ("preset", "mask", "uv") if k in options},
+    )
+    return problem
+
+
+def _options(preset_or_sizes: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(preset_or_sizes, str):
+        if preset_or_sizes not in PRESETS:
+            raise ValueError(
+                f"preset_or_sizes: unknown preset {preset_or_sizes!r}; expected one of {list(PRESETS)}"
+            )
+        given = {"preset": preset_or_sizes}
+    elif isinstance(preset_or_sizes, dict):
+        given = dict(preset_or_sizes)
+    else:
+        raise TypeError(
+            f"preset_or_sizes: expected a preset name or a dict, got {type(preset_or_sizes).__name__}"
+        )
+    options = dict(_DEFAULTS)
+    if "preset" in given:
+        if given["preset"] not in PRESETS:
+            raise ValueError(f"preset_or_sizes: unknown preset {given['preset']!r}")
+        options.update(PRESETS[given["preset"]])
+        if "shape_native" in given:
+            options.pop("N", None)
+    options.update(given)
+    unknown = set(options) - _OPTIONS - {"preset"}
+    if unknown:
+        raise ValueError(f"preset_or_sizes: unknown option(s) {sorted(unknown)}")
+    for key in ("K", "B", "S"):
+        if key not in options:
+            raise ValueError(f"preset_or_sizes: {key} is required")
+        if int(options[key]) < 1:
+            raise ValueError(f"preset_or_sizes: {key} must be >= 1, got {options[key]}")
+    options.setdefault("P", 0)
+    if int(options["P"]) < 0:
+        raise ValueError(f"preset_or_sizes: P must be >= 0, got {options['P']}")
+    if int(options["B"]) > int(options["S"]):
+        raise ValueError(
+            f"preset_or_sizes: B = {options['B']} slots cannot map to only S = {options['S']} "
+            "distinct source pixels"
+        )
+    if options["uv"] not in ("tracks", "disc"):
+        raise ValueError(f"preset_or_sizes: uv must be 'tracks' or 'disc', got {options['uv']!r}")
+    return options
+
+
+def _mask(options: dict[str, Any]) -> np.ndarray:
+    mask = options["mask"]
+    if isinstance(mask, np.ndarray):
+        if mask.dtype != np.bool_ or mask.ndim != 2:
+            raise TypeError("preset_or_sizes: mask must be a 2-d boolean array (True = masked out)")
+        if mask.all():
+            raise ValueError("preset_or_sizes: mask masks every pixel; M = 0")
+        return mask.copy()
+    if "shape_native" in options:
+        ny, nx = (int(n) for n in options["shape_native"])
+    elif "N" in options:
+        ny = nx = int(options["N"])
+    else:
+        raise ValueError("preset_or_sizes: give N or shape_native")
+    if ny < 1 or nx < 1:
+        raise ValueError(f"preset_or_sizes: grid sizes must be >= 1, got {(ny, nx)}")
+    y, x = np.mgrid[:ny, :nx]
+    # distance from the centre in units of the half-sides: an ellipse on a
+    # non-square grid, so the mask always reaches every edge.
+    r = np.hypot((y - (ny - 1) / 2) / max(ny / 2, 1), (x - (nx - 1) / 2) / max(nx / 2, 1))
+    if mask == "full":
+        out = np.zeros((ny, nx), dtype=bool)
+    elif mask == "circular":
+        out = r > 1.0
+    elif mask == "annulus":
+        out = (r > 1.0) | (r < 0.35)
+    else:
+        raise ValueError(
+            f"preset_or_sizes: mask must be 'circular', 'annulus', 'full' or an array, got {mask!r}"
+        )
+    if out.all():  # a grid too small for the shape: keep its centre
+        out[(ny - 1) // 2, (nx - 1) // 2] = False
+    return out
+
+
+def _disc(k_count: int, uv_max: float, rng: np.random.Generator) -> np.ndarray:
+    radius = uv_max * np.sqrt(rng.random(k_count))
+    angle = 2 * np.pi * rng.random(k_count)
+    return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+
+
+def _tracks(k_count: int, uv_max: float, rng: np.random.Generator) -> np.ndarray:
+    """Earth-rotation synthesis: arcs traced by each baseline over +-4 hours.
+
+    Antennas lie in a centrally condensed random layout at latitude -23 deg
+    (an ALMA-like site) observing declination -30 deg.
+    """
+    n_times = max(1, math.ceil(math.sqrt(k_count / 2)))
+    n_baselines = math.ceil(k_count / n_times)
+    n_antennas = 2
+    while n_antennas * (n_antennas - 1) // 2 < n_baselines:
+        n_antennas += 1
+    radius = rng.random(n_antennas) ** 2
+    angle = 2 * np.pi * rng.random(n_antennas)
+    east, north = radius * np.cos(angle), radius * np.sin(angle)
+    first, second = np.triu_indices(n_antennas, k=1)
+    d_east, d_north = east[second] - east[first], north[second] - north[first]
+    latitude, declination = np.deg2rad(-23.0), np.deg2rad(-30.0)
+    bx, by, bz = -np.sin(latitude) * d_north, d_east, np.cos(latitude) * d_north
+    hour = np.linspace(-np.pi / 3, np.pi / 3, n_times)[:, None]
+    u = np.sin(hour) * bx + np.cos(hour) * by
+    v = -np.sin(declination) * np.cos(hour) * bx + np.sin(declination) * np.sin(hour) * by
+    v = v + np.cos(declination) * bz
+    uv = np.stack([u.ravel(), v.ravel()], axis=1)[:k_count]
+    return uv * (uv_max / max(np.hypot(uv[:, 0], uv[:, 1]).max(), 1e-300))
+
+
+def _visibilities(
+    uv: np.ndarray, noise: np.ndarray, d: float, shape: tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
+    """A Gaussian blob off the centre, by its analytic Fourier transform
+    (O(K), so the science size needs no M x K sum), plus Gaussian noise."""
+    ny, nx = shape
+    flux, width = 2.0, 0.15 * min(ny, nx) * d
+    y0, x0 = 0.1 * ny * d, -0.05 * nx * d
+    u, v = uv[:, 0], uv[:, 1]
+    signal = flux * np.exp(-2 * np.pi**2 * width**2 * (u**2 + v**2))
+    signal = signal * np.exp(-2j * np.pi * (u * x0 + v * y0))
+    return signal + noise * (rng.standard_normal(len(uv)) + 1j * rng.standard_normal(len(uv)))
+
+
+def _mapping(
+    pixels: np.ndarray, s_count: int, b_count: int, padded_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ray-trace image pixels through a singular isothermal sphere and map each
+    to its B nearest source pixels, weighted by inverse distance."""
+    m_count = len(pixels)
+    theta_e = 0.3 * max(np.abs(pixels).max(), 1.0)
+    radius = np.hypot(pixels[:, 0], pixels[:, 1])
+    deflection = np.divide(theta_e, radius, out=np.zeros_like(radius), where=radius > 0)
+    traced = pixels * (1.0 - deflection)[:, None]
+    # Source pixels where the traced image pixels land, as adaptive meshes do.
+    chosen = rng.choice(m_count, s_count, replace=s_count > m_count)
+    sources = traced[chosen] + rng.normal(0.0, 0.25, (s_count, 2))
+    distance, index = cKDTree(sources).query(traced, k=b_count)
+    distance, index = distance.reshape(m_count, b_count), index.reshape(m_count, b_count)
+    weights = 1.0 / (distance + 0.1)
+    if b_count > 1 and b_count < s_count:
+        padded = rng.random(m_count) < padded_fraction
+        kept = rng.integers(1, b_count, m_count)
+        drop = padded[:, None] & (np.arange(b_count)[None, :] >= kept[:, None])
+        index[drop] = -1
+        weights[drop] = 0.0
+    weights /= weights.sum(axis=1, keepdims=True)
+    return index.astype(np.int64), weights, sources
+
+
+def _neighbors(sources: np.ndarray, p_count: int, rng: np.random.Generator) -> np.ndarray:
+    """A symmetric neighbour graph of degree at most P and varying degree:
+    nearest pairs first, each kept with probability 0.9 while both ends have
+    a free slot."""
+    s_count = len(sources)
+    neighbors = np.full((s_count, p_count), -1, dtype=np.int64)
+    if p_count == 0 or s_count == 1:
+        return neighbors
+    k = min(p_count, s_count - 1) + 1
+    _, index = cKDTree(sources).query(sources, k=k)
+    first = np.repeat(np.arange(s_count), k - 1)
+    second = index[:, 1:].ravel()
+    pairs = np.unique(np.stack([np.minimum(first, second), np.maximum(first, second)], 1), axis=0)
+    length = np.hypot(*(sources[pairs[:, 0]] - sources[pairs[:, 1]]).T)
+    keep = rng.random(len(pairs)) < 0.9
+    degree = np.zeros(s_count, dtype=np.int64)
+    for (s, n), kept in zip(pairs[np.argsort(length, kind="stable")], keep, strict=True):
+        if kept and s != n and degree[s] < p_count and degree[n] < p_count:
+            neighbors[s, degree[s]], neighbors[n, degree[n]] = n, s
+            degree[s] += 1
+            degree[n] += 1
+    return neighbors

@@ -1,0 +1,217 @@
+"""The one registry that tests, benchmarks and the README table all walk.
+
+Each backend module (``lenskern/backends/<backend>.py``) decorates its
+kernels with :func:`implements`. The backends are imported lazily, the first
+time the registry is asked: a backend whose library is not installed is
+recorded in :data:`UNAVAILABLE` with the reason, never an import error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lenskern import validate
+
+#: The kernels of SPEC section 2, in pipeline order.
+KERNELS = (
+    "w_tilde",
+    "w_offsets",
+    "w_tilde_from_offsets",
+    "dirty_image",
+    "mapping_matrix",
+    "data_vector",
+    "curvature_matrix",
+    "regularization_matrix",
+    "reconstruction",
+    "noise_normalization",
+    "log_evidence",
+)
+
+#: The small JIT examples of the seeds, kept as kernels on every backend.
+EXAMPLES = ("quadratic_formula", "fma", "fused_expression")
+
+#: Backends in the order they are shown; ``reference`` is the oracle.
+BACKENDS = ("reference", "numpy", "numba", "jax")
+
+#: (kernel, backend) pairs deliberately not implemented, with the reason.
+#: A test fails if a pair is neither registered nor listed here.
+NOT_IMPLEMENTED: dict[tuple[str, str], str] = {}
+
+#: Backends that could not be imported here, with the reason.
+UNAVAILABLE: dict[str, str] = {}
+
+#: Relative tolerance of every implementation against ``reference``, per kernel
+#: (SPEC section 3). Arrays compare element-wise with an absolute floor of
+#: ``rtol * max|reference|``: W and the offset table have entries that cancel
+#: to near zero, where only a tolerance on the scale of the array is meaningful.
+TOLERANCE = dict.fromkeys(KERNELS + EXAMPLES, 1e-9)
+
+_REGISTRY: dict[str, dict[str, Implementation]] = {k: {} for k in KERNELS + EXAMPLES}
+_loaded = False
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """One way to compute one kernel on one backend.
+
+    ``function`` takes canonical inputs (SPEC section 1, or earlier kernels'
+    outputs) by keyword and assumes they were validated; calling the
+    Implementation validates first, so bad input never reaches compiled code.
+    """
+
+    kernel: str
+    backend: str
+    algorithm: str
+    function: Callable[..., Any] = field(repr=False)
+    inputs: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}.{self.algorithm}"
+
+    @property
+    def summary(self) -> str:
+        doc = inspect.getdoc(self.function) or ""
+        return doc.splitlines()[0] if doc else ""
+
+    def bind(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Select, check and convert the inputs this implementation takes."""
+        missing = [name for name in self.inputs if name not in inputs]
+        if missing:
+            raise TypeError(
+                f"{self.kernel} implementation {self.name!r} needs input(s) "
+                f"{', '.join(map(repr, missing))}"
+            )
+        return validate.check({name: inputs[name] for name in self.inputs})
+
+    def __call__(self, **inputs: Any) -> Any:
+        return self.function(**self.bind(inputs))
+
+
+class Implementations(dict):
+    """``{implementation name: Implementation}`` plus ``missing``:
+    ``{backend: reason}`` for each backend that has none here."""
+
+    missing: dict[str, str]
+
+
+def implements(kernel: str, algorithm: str) -> Callable[[Callable], Callable]:
+    """Register the decorated function as ``<backend>.<algorithm>`` of ``kernel``.
+
+    The backend is the name of the defining module in ``lenskern.backends``;
+    the inputs are the function's parameter names, which must be canonical.
+    """
+    if kernel not in _REGISTRY:
+        raise ValueError(f"unknown kernel {kernel!r}")
+
+    def decorate(function: Callable) -> Callable:
+        backend = function.__module__.rsplit(".", 1)[-1]
+        inputs = tuple(inspect.signature(function).parameters)
+        unknown = set(inputs) - set(validate.SPECS)
+        if unknown:
+            raise ValueError(f"{function.__qualname__}: non-canonical input(s) {sorted(unknown)}")
+        impl = Implementation(kernel, backend, algorithm, function, inputs)
+        if impl.name in _REGISTRY[kernel]:
+            raise ValueError(f"{kernel}: {impl.name} registered twice")
+        _REGISTRY[kernel][impl.name] = impl
+        return function
+
+    return decorate
+
+
+def load_backends() -> None:
+    """Import every backend once; record those whose library is missing."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for backend in BACKENDS:
+        try:
+            importlib.import_module(f"lenskern.backends.{backend}")
+        except ImportError as error:
+            if (error.name or "").startswith("lenskern"):
+                raise  # a bug in lenskern, not a missing library
+            UNAVAILABLE[backend] = f"{backend} needs a library that is not installed: {error}"
+
+
+def implementations(kernel: str) -> Implementations:
+    """All registered implementations of ``kernel`` that can run here."""
+    if kernel not in _REGISTRY:
+        raise ValueError(f"kernel: unknown kernel {kernel!r}; expected one of {KERNELS + EXAMPLES}")
+    load_backends()
+    found = Implementations(_REGISTRY[kernel])
+    found.missing = {b: UNAVAILABLE[b] for b in BACKENDS if b in UNAVAILABLE}
+    found.missing.update({b: reason for (k, b), reason in NOT_IMPLEMENTED.items() if k == kernel})
+    return found
+
+
+#: Preferred implementations, fastest first, from the measurements in the
+#: README; ``compute`` takes the first that is installed and whose inputs
+#: were given.
+RECOMMENDED = {
+    "w_tilde": ("numba.offsets", "numpy.gemm", "numpy.offsets", "jax.gemm", "reference.direct"),
+    "w_offsets": ("numba.half", "numpy.half", "jax.half", "reference.direct"),
+    "w_tilde_from_offsets": ("numba.gather", "numpy.gather", "jax.gather", "reference.gather"),
+    "dirty_image": ("numpy.gemv", "numba.direct", "jax.gemv", "reference.direct"),
+    "mapping_matrix": ("numba.scatter", "numpy.scatter", "jax.scatter", "reference.loop"),
+    "data_vector": ("numba.sparse", "numpy.sparse", "numpy.dense", "jax.sparse", "reference.loop"),
+    "curvature_matrix": (
+        "numba.sparse",
+        "numba.offsets",
+        "numpy.sparse",
+        "numpy.dense",
+        "jax.sparse",
+        "reference.loop",
+    ),
+    "regularization_matrix": ("numba.loop", "numpy.scatter", "jax.scatter", "reference.loop"),
+    "reconstruction": ("numpy.cholesky", "numba.cholesky", "jax.cholesky", "reference.cholesky"),
+    "noise_normalization": ("numpy.vector", "numba.loop", "jax.vector", "reference.loop"),
+    "log_evidence": (
+        "numba.offsets",
+        "numpy.offsets",
+        "numba.raw",
+        "numpy.raw",
+        "jax.offsets",
+        "jax.raw",
+        "reference.direct",
+    ),
+    "quadratic_formula": ("numba.parallel", "jax.jit", "numpy.vector", "reference.loop"),
+    "fma": ("numba.parallel", "jax.jit", "numpy.vector", "reference.loop"),
+    "fused_expression": ("numba.parallel", "jax.jit", "numpy.vector", "reference.loop"),
+}
+
+
+def recommended(kernel: str, inputs: Mapping[str, Any]) -> Implementation:
+    """The preferred implementation of ``kernel`` that can run on ``inputs``."""
+    found = implementations(kernel)
+    candidates = [found[n] for n in RECOMMENDED[kernel] if n in found]
+    candidates += [i for n, i in found.items() if n not in RECOMMENDED[kernel]]
+    for impl in candidates:
+        if all(name in inputs for name in impl.inputs):
+            return impl
+    needs = " or ".join(sorted({"(" + ", ".join(i.inputs) + ")" for i in candidates}))
+    raise TypeError(f"{kernel}: no implementation can run on the given inputs; it needs {needs}")
+
+
+def compute(kernel: str, impl: str | None = None, **inputs: Any) -> Any:
+    """Compute ``kernel`` from any superset of its inputs (SPEC section 3).
+
+    ``impl=None`` picks the recommended implementation for the installed
+    backends and the given inputs.
+    """
+    if impl is None:
+        chosen = recommended(kernel, inputs)
+    else:
+        found = implementations(kernel)
+        if impl not in found:
+            why = found.missing.get(impl.split(".", 1)[0])
+            raise ValueError(
+                f"impl: {kernel} has no implementation {impl!r}"
+                + (f" ({why})" if why else f"; available: {sorted(found)}")
+            )
+        chosen = found[impl]
+    return chosen(**inputs)

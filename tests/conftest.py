@@ -1,0 +1,113 @@
+"""Shared strategies and helpers: bounded hypothesis problems, reference outputs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+import lenskern as lk
+from lenskern import registry
+
+# JIT backends compile on the first call of every new shape: no deadline, and
+# a bounded number of examples (raise it with LENSKERN_EXAMPLES for a soak).
+settings.register_profile(
+    "lenskern",
+    max_examples=int(os.environ.get("LENSKERN_EXAMPLES", "12")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.load_profile("lenskern")
+
+#: Outputs of earlier kernels that later kernels take as inputs, in pipeline order.
+INTERMEDIATES = (
+    "w_tilde",
+    "w_offsets",
+    "dirty_image",
+    "mapping_matrix",
+    "data_vector",
+    "curvature_matrix",
+    "regularization_matrix",
+)
+
+
+def reference_impl(kernel: str) -> lk.Implementation:
+    (impl,) = [i for i in lk.implementations(kernel).values() if i.backend == "reference"]
+    return impl
+
+
+def with_intermediates(problem: dict) -> dict:
+    """The problem plus every intermediate output, each from the reference."""
+    inputs = dict(problem)
+    for kernel in INTERMEDIATES:
+        inputs[kernel] = reference_impl(kernel)(**inputs)
+    return inputs
+
+
+def assert_agrees(kernel: str, got, expected, rtol: float | None = None) -> None:
+    """Element-wise agreement to rtol, with an absolute floor of rtol * max|expected|."""
+    rtol = registry.TOLERANCE[kernel] if rtol is None else rtol
+    got = np.asarray(got)
+    expected = np.asarray(expected)
+    assert got.dtype == np.float64, f"{kernel}: returned dtype {got.dtype}, expected float64"
+    assert got.shape == expected.shape, f"{kernel}: shape {got.shape}, expected {expected.shape}"
+    scale = float(np.abs(expected).max()) if expected.size else 0.0
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * scale, err_msg=kernel)
+
+
+@st.composite
+def problem_sizes(draw, max_side: int = 5, max_k: int = 10, max_s: int = 8) -> dict:
+    """Sizes and options for make_problem, edge sizes (1) included."""
+    ny = draw(st.integers(1, max_side))
+    nx = draw(st.integers(1, max_side))
+    s_count = draw(st.integers(1, max_s))
+    mask_kind = draw(st.sampled_from(["circular", "annulus", "full", "random"]))
+    if mask_kind == "random":
+        mask = np.array(draw(st.lists(st.booleans(), min_size=ny * nx, max_size=ny * nx)))
+        mask = mask.reshape(ny, nx)
+        if mask.all():
+            mask[draw(st.integers(0, ny - 1)), draw(st.integers(0, nx - 1))] = False
+    else:
+        mask = mask_kind
+    return dict(
+        shape_native=(ny, nx),
+        mask=mask,
+        K=draw(st.integers(1, max_k)),
+        S=s_count,
+        B=draw(st.integers(1, min(3, s_count))),
+        P=draw(st.integers(0, 4)),
+        uv=draw(st.sampled_from(["tracks", "disc"])),
+        pixel_scale=draw(st.sampled_from([0.02, 0.05, 0.2])),
+        coefficient=draw(st.floats(0.1, 3.0)),
+        padded_fraction=draw(st.sampled_from([0.0, 0.5])),
+    )
+
+
+@st.composite
+def problems(draw, **bounds) -> lk.Problem:
+    return lk.make_problem(draw(problem_sizes(**bounds)), seed=draw(st.integers(0, 2**16)))
+
+
+#: Fixed edge problems that every implementation must get right.
+EDGE_SIZES = {
+    "M=1": dict(shape_native=(1, 1), K=5, S=3, B=2, P=2),
+    "K=1": dict(shape_native=(3, 4), K=1, S=4, B=2, P=2),
+    "S=1": dict(shape_native=(3, 3), K=6, S=1, B=1, P=1),
+    "B=1": dict(shape_native=(4, 3), K=7, S=5, B=1, P=3),
+    "non-square": dict(shape_native=(2, 7), K=9, S=6, B=3, P=3, mask="full"),
+    "annulus": dict(shape_native=(7, 6), K=8, S=7, B=3, P=4, mask="annulus"),
+    "tiny": dict(preset="tiny"),
+}
+
+
+@pytest.fixture(scope="session", params=list(EDGE_SIZES))
+def edge_inputs(request) -> dict:
+    return with_intermediates(lk.make_problem(EDGE_SIZES[request.param], seed=1))
+
+
+def all_implementations(kernels=lk.KERNELS + lk.EXAMPLES) -> list:
+    return [impl for k in kernels for impl in lk.implementations(k).values()]
