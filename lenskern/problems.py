@@ -41,9 +41,7 @@ class Problem(dict):
     sizes: dict[str, Any]
 
     def __repr__(self) -> str:
-        shown = ", ".join(
-            f"{k}={v}" for k, v in self.sizes.items() if not isinstance(v, np.ndarray)
-        )
+        shown = ", ".join(f"{k}={v}" for k, v in self.sizes.items() if not isinstance(v, np.ndarray))
         return f"Problem({shown})"
 
 

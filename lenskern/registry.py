@@ -83,8 +83,7 @@ class Implementation:
         missing = [name for name in self.inputs if name not in inputs]
         if missing:
             raise TypeError(
-                f"{self.kernel} implementation {self.name!r} needs input(s) "
-                f"{', '.join(map(repr, missing))}"
+                f"{self.kernel} implementation {self.name!r} needs input(s) {', '.join(map(repr, missing))}"
             )
         return validate.check({name: inputs[name] for name in self.inputs})
 

@@ -97,9 +97,7 @@ class _Sizes:
             raise ValueError(f"{name}: {what} has {symbol} = 0; at least 1 is needed")
         if symbol in self.bound and self.bound[symbol][0] != size:
             value, source = self.bound[symbol]
-            raise ValueError(
-                f"{name}: {what} gives {symbol} = {size}, but {source} gives {symbol} = {value}"
-            )
+            raise ValueError(f"{name}: {what} gives {symbol} = {size}, but {source} gives {symbol} = {value}")
         self.bound.setdefault(symbol, (size, name))
 
 
@@ -116,9 +114,7 @@ def _array(name: str, value: Any, spec: Array, sizes: _Sizes) -> np.ndarray:
     for axis, (symbol, size) in enumerate(zip(spec.shape, array.shape, strict=True)):
         if isinstance(symbol, int):
             if size != symbol:
-                raise ValueError(
-                    f"{name}: axis {axis} must have length {symbol}, got {array.shape}"
-                )
+                raise ValueError(f"{name}: axis {axis} must have length {symbol}, got {array.shape}")
         elif symbol.startswith("2"):  # "2Ny-1": the offset table of an Ny-row grid
             if size % 2 == 0:
                 raise ValueError(f"{name}: expected odd lengths (2Ny-1, 2Nx-1), got {array.shape}")
@@ -175,8 +171,7 @@ def _check_index_range(name: str, index: np.ndarray, n_sources: int | None, what
         raise ValueError(f"{name}: {what} must be >= -1 (-1 pads), got {index.min()}")
     if n_sources is not None and index.size and index.max() >= n_sources:
         raise ValueError(
-            f"{name}: {what} must be < S = {n_sources} (the number of source pixels), "
-            f"got {index.max()}"
+            f"{name}: {what} must be < S = {n_sources} (the number of source pixels), got {index.max()}"
         )
 
 
@@ -194,9 +189,7 @@ def _check_relations(checked: dict[str, Any], sizes: _Sizes) -> None:
         if index.min() < 0:
             raise ValueError("native_index: (row, col) must be >= 0")
         if ny is not None and (rows.max() >= ny or cols.max() >= nx):
-            raise ValueError(
-                f"native_index: (row, col) must lie inside the grid (Ny, Nx) = {(ny, nx)}"
-            )
+            raise ValueError(f"native_index: (row, col) must lie inside the grid (Ny, Nx) = {(ny, nx)}")
         ordered = (np.diff(rows) > 0) | ((np.diff(rows) == 0) & (np.diff(cols) > 0))
         if not ordered.all():
             raise ValueError("native_index: pixels must be unique and in row-major (slim) order")
@@ -206,9 +199,7 @@ def _check_relations(checked: dict[str, Any], sizes: _Sizes) -> None:
             d = checked["pixel_scale"] * ARCSEC_TO_RADIANS
             expected = np.stack([-(rows - (ny - 1) / 2) * d, (cols - (nx - 1) / 2) * d], axis=1)
             if not np.allclose(checked["grid"], expected, rtol=1e-12, atol=1e-12 * d):
-                raise ValueError(
-                    "grid: does not match native_index, pixel_scale and shape_native (SPEC 1)"
-                )
+                raise ValueError("grid: does not match native_index, pixel_scale and shape_native (SPEC 1)")
 
     if "pix_indexes" in checked:
         pix_indexes = checked["pix_indexes"]

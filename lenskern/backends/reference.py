@@ -166,9 +166,7 @@ def dirty_image(grid, uv, noise, visibilities):
         for k in range(len(uv)):
             phase = _phase(grid[i, 0], grid[i, 1], uv[k, 0], uv[k, 1])
             value = visibilities[k]
-            image[i] += (value.real * math.cos(phase) - value.imag * math.sin(phase)) / noise[
-                k
-            ] ** 2
+            image[i] += (value.real * math.cos(phase) - value.imag * math.sin(phase)) / noise[k] ** 2
     return np.array(image, dtype=np.float64)
 
 
@@ -222,10 +220,7 @@ def data_vector(mapping_matrix, dirty_image):
     """
     m_count, s_count = mapping_matrix.shape
     return np.array(
-        [
-            sum(mapping_matrix[i, s] * dirty_image[i] for i in range(m_count))
-            for s in range(s_count)
-        ],
+        [sum(mapping_matrix[i, s] * dirty_image[i] for i in range(m_count)) for s in range(s_count)],
         dtype=np.float64,
     )
 
@@ -348,8 +343,7 @@ def reconstruction(curvature_matrix, regularization_matrix, data_vector):
     """
     s_count = len(data_vector)
     a = [
-        [curvature_matrix[i, j] + regularization_matrix[i, j] for j in range(s_count)]
-        for i in range(s_count)
+        [curvature_matrix[i, j] + regularization_matrix[i, j] for j in range(s_count)] for i in range(s_count)
     ]
     return np.array(_cholesky_solve(_cholesky(a), list(data_vector)), dtype=np.float64)
 
