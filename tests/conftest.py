@@ -48,15 +48,39 @@ def with_intermediates(problem: dict) -> dict:
     return inputs
 
 
-def assert_agrees(kernel: str, got, expected, rtol: float | None = None) -> None:
-    """Element-wise agreement to rtol, with an absolute floor of rtol * max|expected|."""
-    rtol = registry.TOLERANCE[kernel] if rtol is None else rtol
+#: Relative rounding error of a linear solve or a log-determinant per unit of
+#: condition number, with margin over float64's 1.1e-16. The contract's H is
+#: a graph Laplacian plus a 1e-8 ridge, so cond(H) ~ 1e8 c^2 P by construction
+#: and log det H carries ~1e-8 absolute error in any implementation: SPEC's
+#: 1e-9 holds on well-conditioned inputs, and these kernels' tolerance grows
+#: with the condition number beyond that.
+ROUNDING_PER_CONDITION = 1e-14
+
+
+def assert_agrees(kernel: str, got, expected, inputs: dict | None = None) -> None:
+    """Agreement to the kernel's tolerance (registry.TOLERANCE).
+
+    Arrays compare element-wise with an absolute floor of rtol * max|expected|.
+    The log evidence, a difference of large terms, compares against the size
+    of those terms, plus the log-determinants' conditioning error.
+    """
+    rtol = registry.TOLERANCE[kernel]
     got = np.asarray(got)
     expected = np.asarray(expected)
     assert got.dtype == np.float64, f"{kernel}: returned dtype {got.dtype}, expected float64"
     assert got.shape == expected.shape, f"{kernel}: shape {got.shape}, expected {expected.shape}"
     scale = float(np.abs(expected).max()) if expected.size else 0.0
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * scale, err_msg=kernel)
+    atol = rtol * scale
+    if kernel in ("reconstruction", "log_evidence") and inputs is not None:
+        h = inputs["regularization_matrix"]
+        cond_fh = np.linalg.cond(inputs["curvature_matrix"] + h)
+        if kernel == "reconstruction":
+            rtol = max(rtol, ROUNDING_PER_CONDITION * cond_fh)
+            atol = rtol * scale
+        else:
+            chi2 = float(np.sum(np.abs(inputs["visibilities"]) ** 2 / inputs["noise"] ** 2))
+            atol = rtol * max(scale, chi2) + ROUNDING_PER_CONDITION * (np.linalg.cond(h) + cond_fh)
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol, err_msg=kernel)
 
 
 @st.composite

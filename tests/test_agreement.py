@@ -28,13 +28,13 @@ def _ids(impls):
 @given(problem=problems())
 def test_agrees_with_reference(impl, problem):
     inputs = with_intermediates(problem)
-    assert_agrees(impl.kernel, impl(**inputs), reference_impl(impl.kernel)(**inputs))
+    assert_agrees(impl.kernel, impl(**inputs), reference_impl(impl.kernel)(**inputs), inputs)
 
 
 @pytest.mark.parametrize("impl", KERNEL_IMPLS, ids=_ids(KERNEL_IMPLS))
 def test_agrees_on_edge_sizes(impl, edge_inputs):
     expected = reference_impl(impl.kernel)(**edge_inputs)
-    assert_agrees(impl.kernel, impl(**edge_inputs), expected)
+    assert_agrees(impl.kernel, impl(**edge_inputs), expected, edge_inputs)
 
 
 @st.composite
