@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import lenskern as lk
 from conftest import (
     all_implementations,
     assert_agrees,
@@ -11,10 +15,6 @@ from conftest import (
     reference_impl,
     with_intermediates,
 )
-from hypothesis import given
-from hypothesis import strategies as st
-
-import lenskern as lk
 
 KERNEL_IMPLS = [i for i in all_implementations(lk.KERNELS) if i.backend != "reference"]
 EXAMPLE_IMPLS = [i for i in all_implementations(lk.EXAMPLES) if i.backend != "reference"]

@@ -1,0 +1,37 @@
+"""Command line: ``python -m lenskern table`` prints the implementation table
+the README embeds (generated from the registry; a test keeps them in sync)."""
+
+from __future__ import annotations
+
+import argparse
+
+from lenskern import registry
+
+
+def implementation_table() -> str:
+    """Markdown: one row per kernel, one column per backend, algorithm names."""
+    header = "| kernel | " + " | ".join(registry.BACKENDS) + " |"
+    lines = [header, "|" + " --- |" * (len(registry.BACKENDS) + 1)]
+    for kernel in registry.KERNELS + registry.EXAMPLES:
+        found = registry.implementations(kernel)
+        cells = []
+        for backend in registry.BACKENDS:
+            names = [i.algorithm for i in found.values() if i.backend == backend]
+            cells.append(
+                ", ".join(f"`{n}`" for n in names) or f"n/a ({found.missing.get(backend, 'not registered')})"
+            )
+        lines.append(f"| `{kernel}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lenskern", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("table", help="print the kernel x backend x algorithm table")
+    args = parser.parse_args(argv)
+    if args.command == "table":
+        print(implementation_table())
+
+
+if __name__ == "__main__":
+    main()
