@@ -4,6 +4,8 @@ the README embeds (generated from the registry; a test keeps them in sync)."""
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
 from lenskern import registry
 
@@ -27,9 +29,17 @@ def implementation_table() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lenskern", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("table", help="print the kernel x backend x algorithm table")
+    table = commands.add_parser("table", help="print the kernel x backend x algorithm table")
+    table.add_argument("--readme", type=Path, help="rewrite the table inside this README instead")
     args = parser.parse_args(argv)
-    if args.command == "table":
+    if args.command == "table" and args.readme:
+        text = args.readme.read_text()
+        begin, end = "<!-- implementations:begin -->", "<!-- implementations:end -->"
+        if begin not in text or end not in text:
+            parser.error(f"{args.readme} has no {begin} ... {end} markers")
+        block = f"{begin}\n{implementation_table()}\n{end}"
+        args.readme.write_text(re.sub(f"{begin}.*?{end}", lambda _: block, text, flags=re.S))
+    elif args.command == "table":
         print(implementation_table())
 
 
