@@ -1,0 +1,766 @@
+"""The Numba backend: SPEC section 2 as nopython loops, parallel with prange.
+
+Each registered function is a thin Python wrapper over module-level
+``numba.njit(cache=True)`` kernels; the math is written once in
+:mod:`lenskern.backends.reference`. Inputs arrive validated and converted
+(contiguous float64 / int64 / complex128), so the kernels check nothing, but
+every ``-1`` padding slot of ``pix_indexes`` and ``neighbors`` is skipped
+explicitly: a negative index would silently wrap in compiled code.
+
+Parallel loops never let two iterations write the same element: each
+iteration owns a row, an offset pair or an output element. Importing this
+module changes no Numba setting (threads, threading layer, config).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from lenskern.backends.reference import RIDGE, TWO_PI
+from lenskern.registry import implements
+from lenskern.validate import ARCSEC_TO_RADIANS
+
+# ---------------------------------------------------------------------------
+# w_tilde and the offset table
+
+
+@numba.njit(cache=True)
+def _inverse_variance(noise):
+    out = np.empty(noise.shape[0])
+    for k in range(noise.shape[0]):
+        out[k] = 1.0 / (noise[k] * noise[k])
+    return out
+
+
+@numba.njit(cache=True)
+def _w_tilde_triangle_row(w, scaled, uv, inverse, i):
+    """Fill W[i, j >= i] and the mirror W[j, i]."""
+    for j in range(i, scaled.shape[0]):
+        dy = scaled[i, 0] - scaled[j, 0]
+        dx = scaled[i, 1] - scaled[j, 1]
+        total = 0.0
+        for k in range(uv.shape[0]):
+            total += math.cos(dx * uv[k, 0] + dy * uv[k, 1]) * inverse[k]
+        w[i, j] = total
+        w[j, i] = total
+
+
+@numba.njit(cache=True, parallel=True)
+def _w_tilde_direct(grid, uv, noise):
+    m_count = grid.shape[0]
+    scaled = TWO_PI * grid
+    inverse = _inverse_variance(noise)
+    w = np.empty((m_count, m_count))
+    # Rows i and M-1-i together cost M+1 pairs, so prange's equal chunks get
+    # equal work (row i alone costs M-i). Each row's triangle and its mirror
+    # belong to one iteration, so the writes never race.
+    for half in numba.prange((m_count + 1) // 2):
+        i = np.int64(half)
+        _w_tilde_triangle_row(w, scaled, uv, inverse, i)
+        if m_count - 1 - i != i:
+            _w_tilde_triangle_row(w, scaled, uv, inverse, m_count - 1 - i)
+    return w
+
+
+@numba.njit(cache=True, parallel=True)
+def _w_tilde_k_loop(grid, uv, noise):
+    m_count, k_count = grid.shape[0], uv.shape[0]
+    scaled = TWO_PI * grid
+    inverse = _inverse_variance(noise)
+    w = np.zeros((m_count, m_count))
+    # The seeds' order: one full M x M pass per visibility, so W is streamed
+    # through memory K times; kept as the baseline it is.
+    for k in range(k_count):
+        u, v, weight = uv[k, 0], uv[k, 1], inverse[k]
+        for i in numba.prange(m_count):
+            for j in range(m_count):
+                dy = scaled[i, 0] - scaled[j, 0]
+                dx = scaled[i, 1] - scaled[j, 1]
+                w[i, j] += math.cos(dx * u + dy * v) * weight
+    return w
+
+
+@numba.njit(cache=True)
+def _offset_frequencies(uv, noise, d_rad):
+    """(2 pi d u_k, 2 pi d v_k, 1 / sigma_k^2): the phase of offset (dr, dc)
+    is then dc * su_k - dr * sv_k."""
+    k_count = uv.shape[0]
+    su = np.empty(k_count)
+    sv = np.empty(k_count)
+    for k in range(k_count):
+        su[k] = TWO_PI * d_rad * uv[k, 0]
+        sv[k] = TWO_PI * d_rad * uv[k, 1]
+    return su, sv, _inverse_variance(noise)
+
+
+@numba.njit(cache=True, parallel=True)
+def _w_offsets_half(uv, noise, d_rad, ny, nx):
+    su, sv, inverse = _offset_frequencies(uv, noise, d_rad)
+    k_count = uv.shape[0]
+    width = 2 * nx - 1
+    table = np.empty((2 * ny - 1, width))
+    centre = (ny - 1) * width + nx - 1
+    # The half table is the row-major tail of the full one from its centre:
+    # dr = 0 with dc >= 0, then dr > 0 with every dc. Each offset and its
+    # mirror (-dr, -dc) belong to one iteration only.
+    for n in numba.prange(nx + (ny - 1) * width):
+        # prange indexes are unsigned: cast before any signed arithmetic.
+        flat = centre + np.int64(n)
+        dr = flat // width - (ny - 1)
+        dc = flat % width - (nx - 1)
+        total = 0.0
+        for k in range(k_count):
+            total += math.cos(dc * su[k] - dr * sv[k]) * inverse[k]
+        table[dr + ny - 1, dc + nx - 1] = total
+        table[ny - 1 - dr, nx - 1 - dc] = total
+    return table
+
+
+@numba.njit(cache=True, parallel=True)
+def _w_offsets_quadrant(uv, noise, d_rad, ny, nx):
+    su, sv, inverse = _offset_frequencies(uv, noise, d_rad)
+    k_count = uv.shape[0]
+    q_pp = np.empty((ny, nx))  # offsets (dr, dc)
+    q_pm = np.empty((ny, nx))  # offsets (dr, -dc)
+    for n in numba.prange(ny * nx):
+        # prange indexes are unsigned: cast so that -dc stays negative.
+        dr = np.int64(n) // nx
+        dc = np.int64(n) % nx
+        plus = 0.0
+        minus = 0.0
+        for k in range(k_count):
+            plus += math.cos(dc * su[k] - dr * sv[k]) * inverse[k]
+            minus += math.cos(-dc * su[k] - dr * sv[k]) * inverse[k]
+        q_pp[dr, dc] = plus
+        q_pm[dr, dc] = minus
+    table = np.empty((2 * ny - 1, 2 * nx - 1))
+    # (dr, dc) fills its four sign combinations by evenness; on the axes
+    # (dr = 0 or dc = 0) two quadrants write the same, equal value.
+    for dr in range(ny):
+        for dc in range(nx):
+            table[ny - 1 + dr, nx - 1 + dc] = q_pp[dr, dc]
+            table[ny - 1 - dr, nx - 1 - dc] = q_pp[dr, dc]
+            table[ny - 1 + dr, nx - 1 - dc] = q_pm[dr, dc]
+            table[ny - 1 - dr, nx - 1 + dc] = q_pm[dr, dc]
+    return table
+
+
+@numba.njit(cache=True, parallel=True)
+def _gather(w_offsets, native_index):
+    ny = (w_offsets.shape[0] + 1) // 2
+    nx = (w_offsets.shape[1] + 1) // 2
+    m_count = native_index.shape[0]
+    w = np.empty((m_count, m_count))
+    for i in numba.prange(m_count):
+        row = native_index[i, 0] + ny - 1
+        col = native_index[i, 1] + nx - 1
+        for j in range(m_count):
+            w[i, j] = w_offsets[row - native_index[j, 0], col - native_index[j, 1]]
+    return w
+
+
+@implements("w_tilde", "direct")
+def w_tilde_direct(grid, uv, noise):
+    """Direct sum over K per pixel pair, rows in parallel, symmetric half only.
+
+    See reference.w_tilde for the math. prange over row pairs (i, M-1-i), for
+    balanced work; each row fills (i, j >= i) and the mirror (j, i). 2 pi grid
+    and 1 / sigma^2 are precomputed, so the inner loop is one cosine and one
+    multiply-add.
+
+    Cost: M(M+1)/2 K cosines; memory M^2.
+    """
+    return _w_tilde_direct(grid, uv, noise)
+
+
+@implements("w_tilde", "k_loop")
+def w_tilde_k_loop(grid, uv, noise):
+    """The seeds' loop over K outermost, each visibility added to all of W.
+
+    See reference.w_tilde for the math. Serial over k; for each k the rows
+    of W are updated in parallel (prange over i). No symmetry is used and W
+    is read and written K times, which is why it is slower than "direct".
+
+    Cost: M^2 K cosines, K M^2 reads and writes of W; memory M^2.
+    """
+    return _w_tilde_k_loop(grid, uv, noise)
+
+
+@implements("w_tilde", "offsets")
+def w_tilde_offsets(uv, noise, pixel_scale, shape_native, native_index):
+    """W gathered from the half offset table: K cosines per offset, not per pair.
+
+    See reference.w_tilde for the math. Computes the offset table as
+    w_offsets "half" does, then expands it as w_tilde_from_offsets "gather".
+
+    Cost: ~2 Ny Nx K cosines plus M^2 gathered reads; memory M^2 + 4 Ny Nx.
+    """
+    ny, nx = shape_native
+    table = _w_offsets_half(uv, noise, pixel_scale * ARCSEC_TO_RADIANS, ny, nx)
+    return _gather(table, native_index)
+
+
+@implements("w_offsets", "half")
+def w_offsets_half(uv, noise, pixel_scale, shape_native):
+    """The seeds' "compact" table: half the offsets summed over K, mirrored.
+
+    See reference.w_offsets for the math. prange over the offsets with dr = 0,
+    dc >= 0 and dr > 0, all dc; each writes its value and its mirror
+    (-dr, -dc), since the table is even.
+
+    Cost: (Nx + (Ny-1)(2Nx-1)) K ~ 2 Ny Nx K cosines; memory 4 Ny Nx.
+    """
+    ny, nx = shape_native
+    return _w_offsets_half(uv, noise, pixel_scale * ARCSEC_TO_RADIANS, ny, nx)
+
+
+@implements("w_offsets", "quadrant")
+def w_offsets_quadrant(uv, noise, pixel_scale, shape_native):
+    """PyAutoArray's "preload" layout: two quadrant tables, then assembled.
+
+    See reference.w_offsets for the math. prange over (dr, dc) in
+    [0, Ny) x [0, Nx) computes the quadrants of offsets (dr, dc) and
+    (dr, -dc) in one pass over K; the full centred table follows by evenness.
+
+    Cost: 2 Ny Nx K cosines (the axes dr = 0, dc = 0 are computed twice);
+    memory 4 Ny Nx + 2 Ny Nx for the quadrants.
+    """
+    ny, nx = shape_native
+    return _w_offsets_quadrant(uv, noise, pixel_scale * ARCSEC_TO_RADIANS, ny, nx)
+
+
+@implements("w_tilde_from_offsets", "gather")
+def w_tilde_from_offsets_gather(w_offsets, native_index):
+    """W expanded from the offset table, rows in parallel.
+
+    See reference.w_tilde_from_offsets for the math. prange over rows i;
+    the table is small enough to stay in cache while W is written.
+
+    Cost: M^2 reads and writes, no arithmetic (bandwidth-bound); memory M^2.
+    """
+    return _gather(w_offsets, native_index)
+
+
+# ---------------------------------------------------------------------------
+# Dirty image, mapping, data vector
+
+
+@numba.njit(cache=True, parallel=True)
+def _dirty_image(grid, uv, noise, vis_real, vis_imag):
+    m_count, k_count = grid.shape[0], uv.shape[0]
+    inverse = _inverse_variance(noise)
+    weighted_real = np.empty(k_count)
+    weighted_imag = np.empty(k_count)
+    for k in range(k_count):
+        weighted_real[k] = vis_real[k] * inverse[k]
+        weighted_imag[k] = vis_imag[k] * inverse[k]
+    image = np.empty(m_count)
+    for i in numba.prange(m_count):
+        y = TWO_PI * grid[i, 0]
+        x = TWO_PI * grid[i, 1]
+        total = 0.0
+        for k in range(k_count):
+            phase = x * uv[k, 0] + y * uv[k, 1]
+            total += weighted_real[k] * math.cos(phase) - weighted_imag[k] * math.sin(phase)
+        image[i] = total
+    return image
+
+
+@numba.njit(cache=True)
+def _mapping_matrix(pix_indexes, pix_weights, n_sources):
+    m_count, b_count = pix_indexes.shape
+    t = np.zeros((m_count, n_sources))
+    for i in range(m_count):
+        for b in range(b_count):
+            s = pix_indexes[i, b]
+            if s < 0:
+                continue
+            t[i, s] += pix_weights[i, b]
+    return t
+
+
+@numba.njit(cache=True)
+def _data_vector(dirty_image, pix_indexes, pix_weights, n_sources):
+    m_count, b_count = pix_indexes.shape
+    d = np.zeros(n_sources)
+    for i in range(m_count):
+        for b in range(b_count):
+            s = pix_indexes[i, b]
+            if s < 0:
+                continue
+            d[s] += pix_weights[i, b] * dirty_image[i]
+    return d
+
+
+@implements("dirty_image", "direct")
+def dirty_image_direct(grid, uv, noise, visibilities):
+    """Direct sum over K per pixel, pixels in parallel.
+
+    See reference.dirty_image for the math. Re V / sigma^2 and Im V / sigma^2
+    are precomputed as real arrays, so the inner loop is one sine, one cosine
+    and two multiply-adds.
+
+    Cost: M K sines and cosines; memory M + 2 K.
+    """
+    vis_real = np.ascontiguousarray(visibilities.real)
+    vis_imag = np.ascontiguousarray(visibilities.imag)
+    return _dirty_image(grid, uv, noise, vis_real, vis_imag)
+
+
+@implements("mapping_matrix", "scatter")
+def mapping_matrix_scatter(pix_indexes, pix_weights, n_sources):
+    """The dense mapping matrix by a serial scatter of the sparse slots.
+
+    See reference.mapping_matrix for the math. Slots with index -1 are
+    skipped.
+
+    Cost: M B adds; memory M S.
+    """
+    return _mapping_matrix(pix_indexes, pix_weights, n_sources)
+
+
+@implements("data_vector", "sparse")
+def data_vector_sparse(dirty_image, pix_indexes, pix_weights, n_sources):
+    """D = T^T d from the sparse mapping, never forming T.
+
+    See reference.data_vector for the math. A serial scatter over the valid
+    (i, b) slots: it is O(M B), too little work to be worth threads.
+
+    Cost: M B multiply-adds; memory S.
+    """
+    return _data_vector(dirty_image, pix_indexes, pix_weights, n_sources)
+
+
+# ---------------------------------------------------------------------------
+# Curvature matrix
+
+
+@numba.njit(cache=True)
+def _project_rows(z, pix_indexes, pix_weights, n_sources):
+    """F = T^T Z for Z = W T of shape (M, S). Serial: rows of F are hit by
+    many image pixels, so a parallel scatter would race."""
+    m_count, b_count = pix_indexes.shape
+    f = np.zeros((n_sources, n_sources))
+    for i in range(m_count):
+        for b in range(b_count):
+            s = pix_indexes[i, b]
+            if s < 0:
+                continue
+            weight = pix_weights[i, b]
+            for t in range(n_sources):
+                f[s, t] += weight * z[i, t]
+    return f
+
+
+@numba.njit(cache=True, parallel=True)
+def _curvature_sparse(w_tilde, pix_indexes, pix_weights, n_sources):
+    m_count, b_count = pix_indexes.shape
+    z = np.zeros((m_count, n_sources))
+    # Row i of Z = W T is private to iteration i.
+    for i in numba.prange(m_count):
+        for j in range(m_count):
+            w_ij = w_tilde[i, j]
+            for b in range(b_count):
+                s = pix_indexes[j, b]
+                if s < 0:
+                    continue
+                z[i, s] += w_ij * pix_weights[j, b]
+    return _project_rows(z, pix_indexes, pix_weights, n_sources)
+
+
+@numba.njit(cache=True, parallel=True)
+def _curvature_offsets(w_offsets, native_index, pix_indexes, pix_weights, n_sources):
+    ny = (w_offsets.shape[0] + 1) // 2
+    nx = (w_offsets.shape[1] + 1) // 2
+    m_count, b_count = pix_indexes.shape
+    z = np.zeros((m_count, n_sources))
+    for i in numba.prange(m_count):
+        row = native_index[i, 0] + ny - 1
+        col = native_index[i, 1] + nx - 1
+        for j in range(m_count):
+            w_ij = w_offsets[row - native_index[j, 0], col - native_index[j, 1]]
+            for b in range(b_count):
+                s = pix_indexes[j, b]
+                if s < 0:
+                    continue
+                z[i, s] += w_ij * pix_weights[j, b]
+    return _project_rows(z, pix_indexes, pix_weights, n_sources)
+
+
+@numba.njit(cache=True)
+def _curvature_direct(w_offsets, native_index, pix_indexes, pix_weights, n_sources):
+    ny = (w_offsets.shape[0] + 1) // 2
+    nx = (w_offsets.shape[1] + 1) // 2
+    m_count, b_count = pix_indexes.shape
+    f = np.zeros((n_sources, n_sources))
+    for i in range(m_count):
+        row = native_index[i, 0] + ny - 1
+        col = native_index[i, 1] + nx - 1
+        for j in range(m_count):
+            w_ij = w_offsets[row - native_index[j, 0], col - native_index[j, 1]]
+            for b in range(b_count):
+                s = pix_indexes[i, b]
+                if s < 0:
+                    continue
+                weighted = pix_weights[i, b] * w_ij
+                for b2 in range(b_count):
+                    t = pix_indexes[j, b2]
+                    if t < 0:
+                        continue
+                    f[s, t] += weighted * pix_weights[j, b2]
+    return f
+
+
+@implements("curvature_matrix", "sparse")
+def curvature_matrix_sparse(w_tilde, pix_indexes, pix_weights, n_sources):
+    """F = T^T (W T) with W in memory and the sparse mapping, never forming T.
+
+    See reference.curvature_matrix for the math. Z = W T is built with prange
+    over rows of W (each row private); F = T^T Z is a serial scatter of the
+    rows of Z, since several image pixels map to the same source pixel.
+
+    Cost: M^2 B + M B S multiply-adds; memory M S (plus the given M^2 W).
+    """
+    return _curvature_sparse(w_tilde, pix_indexes, pix_weights, n_sources)
+
+
+@implements("curvature_matrix", "offsets")
+def curvature_matrix_offsets(w_offsets, native_index, pix_indexes, pix_weights, n_sources):
+    """As "sparse", but W_ij is read from the offset table, never formed.
+
+    See reference.curvature_matrix for the math. Same two steps as "sparse";
+    the table (4 Ny Nx floats) stays in cache where W (M^2) would not.
+
+    Cost: M^2 B + M B S multiply-adds; memory M S.
+    """
+    return _curvature_offsets(w_offsets, native_index, pix_indexes, pix_weights, n_sources)
+
+
+@implements("curvature_matrix", "direct")
+def curvature_matrix_direct(w_offsets, native_index, pix_indexes, pix_weights, n_sources):
+    """The seeds' direct four-fold loop over (i, j, b, b'), serial.
+
+    See reference.curvature_matrix for the math. F[s_ib, s_jb'] accumulates
+    w_ib W_ij w_jb' with W_ij read from the offset table; serial because
+    every (i, j) pair scatters into arbitrary entries of F.
+
+    Cost: M^2 B^2 multiply-adds; memory S^2.
+    """
+    return _curvature_direct(w_offsets, native_index, pix_indexes, pix_weights, n_sources)
+
+
+# ---------------------------------------------------------------------------
+# Regularization, reconstruction, log evidence
+
+
+@numba.njit(cache=True)
+def _regularization_matrix(coefficient, neighbors, neighbors_sizes):
+    s_count, p_count = neighbors.shape
+    c2 = coefficient * coefficient
+    h = np.zeros((s_count, s_count))
+    for s in range(s_count):
+        h[s, s] = RIDGE + c2 * neighbors_sizes[s]
+        for p in range(p_count):
+            n = neighbors[s, p]
+            if n < 0:
+                continue
+            h[s, n] = -c2
+    return h
+
+
+@numba.njit(cache=True)
+def _cholesky_solve(lower, rhs):
+    """x with L L^T x = rhs: forward then backward substitution."""
+    size = rhs.shape[0]
+    y = np.empty(size)
+    for i in range(size):
+        total = rhs[i]
+        for k in range(i):
+            total -= lower[i, k] * y[k]
+        y[i] = total / lower[i, i]
+    x = np.empty(size)
+    for i in range(size - 1, -1, -1):
+        total = y[i]
+        for k in range(i + 1, size):
+            total -= lower[k, i] * x[k]
+        x[i] = total / lower[i, i]
+    return x
+
+
+@numba.njit(cache=True)
+def _reconstruction(curvature_matrix, regularization_matrix, data_vector):
+    lower = np.linalg.cholesky(curvature_matrix + regularization_matrix)
+    return _cholesky_solve(lower, data_vector)
+
+
+@numba.njit(cache=True)
+def _noise_normalization(noise):
+    total = 0.0
+    for k in range(noise.shape[0]):
+        total += 2.0 * math.log(TWO_PI * noise[k] * noise[k])
+    return total
+
+
+@numba.njit(cache=True)
+def _chi2_data(vis_real, vis_imag, noise):
+    total = 0.0
+    for k in range(noise.shape[0]):
+        total += (vis_real[k] * vis_real[k] + vis_imag[k] * vis_imag[k]) / (noise[k] * noise[k])
+    return total
+
+
+@numba.njit(cache=True)
+def _log_evidence(curvature, regularization, data, chi2_data, noise):
+    """SPEC section 2's log evidence from F, H, D and chi2_data: the final step
+    shared by every log_evidence implementation."""
+    chol_h = np.linalg.cholesky(regularization)
+    chol_fh = np.linalg.cholesky(curvature + regularization)
+    source = _cholesky_solve(chol_fh, data)
+    s_dot_d = 0.0
+    log_det_h = 0.0
+    log_det_fh = 0.0
+    for s in range(data.shape[0]):
+        s_dot_d += source[s] * data[s]
+        log_det_h += math.log(chol_h[s, s])
+        log_det_fh += math.log(chol_fh[s, s])
+    return -0.5 * (chi2_data - s_dot_d + _noise_normalization(noise)) + log_det_h - log_det_fh
+
+
+@implements("regularization_matrix", "loop")
+def regularization_matrix_loop(coefficient, neighbors, neighbors_sizes):
+    """The regularization matrix by a serial loop over the neighbour lists.
+
+    See reference.regularization_matrix for the math. Padding slots (-1) are
+    skipped.
+
+    Cost: S P writes; memory S^2.
+    """
+    return _regularization_matrix(coefficient, neighbors, neighbors_sizes)
+
+
+@implements("reconstruction", "cholesky")
+def reconstruction_cholesky(curvature_matrix, regularization_matrix, data_vector):
+    """s = (F + H)^-1 D by Numba's LAPACK Cholesky and explicit substitutions.
+
+    See reference.reconstruction for the math. np.linalg.cholesky inside njit
+    (LAPACK through SciPy); the two triangular solves are plain loops.
+
+    Cost: S^3 / 3 + 2 S^2; memory S^2.
+    """
+    return _reconstruction(curvature_matrix, regularization_matrix, data_vector)
+
+
+@implements("noise_normalization", "loop")
+def noise_normalization_loop(noise):
+    """The Gaussian normalisation as a compiled loop over K.
+
+    See reference.noise_normalization for the math.
+
+    Cost: K logarithms; memory O(1).
+    """
+    return float(_noise_normalization(noise))
+
+
+@implements("log_evidence", "raw")
+def log_evidence_raw(
+    grid,
+    uv,
+    noise,
+    visibilities,
+    pixel_scale,
+    shape_native,
+    native_index,
+    pix_indexes,
+    pix_weights,
+    n_sources,
+    neighbors,
+    neighbors_sizes,
+    coefficient,
+):
+    """The log evidence from raw inputs: half offset table, then the sparse pipeline.
+
+    See reference.log_evidence for the math. Composes w_offsets "half",
+    dirty_image "direct", data_vector "sparse", curvature_matrix "offsets"
+    and regularization_matrix "loop"; W is never formed.
+
+    Cost: ~2 Ny Nx K + M K trigonometric calls, M^2 B + M B S for F, S^3 / 3
+    per Cholesky (two); memory M S + S^2.
+    """
+    ny, nx = shape_native
+    vis_real = np.ascontiguousarray(visibilities.real)
+    vis_imag = np.ascontiguousarray(visibilities.imag)
+    table = _w_offsets_half(uv, noise, pixel_scale * ARCSEC_TO_RADIANS, ny, nx)
+    image = _dirty_image(grid, uv, noise, vis_real, vis_imag)
+    data = _data_vector(image, pix_indexes, pix_weights, n_sources)
+    curvature = _curvature_offsets(table, native_index, pix_indexes, pix_weights, n_sources)
+    regularization = _regularization_matrix(coefficient, neighbors, neighbors_sizes)
+    return float(_log_evidence(curvature, regularization, data, _chi2_data(vis_real, vis_imag, noise), noise))
+
+
+@implements("log_evidence", "offsets")
+def log_evidence_offsets(
+    w_offsets,
+    native_index,
+    dirty_image,
+    visibilities,
+    noise,
+    pix_indexes,
+    pix_weights,
+    n_sources,
+    neighbors,
+    neighbors_sizes,
+    coefficient,
+):
+    """The log evidence from a precomputed offset table and dirty image.
+
+    See reference.log_evidence for the math. What a sampler re-evaluates per
+    call: the table and the dirty image do not depend on the mapping or the
+    coefficient, so only data vector, curvature, regularization and the
+    Cholesky factorisations remain.
+
+    Cost: M^2 B + M B S for F, S^3 / 3 per Cholesky (two), K for chi2_data;
+    memory M S + S^2.
+    """
+    vis_real = np.ascontiguousarray(visibilities.real)
+    vis_imag = np.ascontiguousarray(visibilities.imag)
+    data = _data_vector(dirty_image, pix_indexes, pix_weights, n_sources)
+    curvature = _curvature_offsets(w_offsets, native_index, pix_indexes, pix_weights, n_sources)
+    regularization = _regularization_matrix(coefficient, neighbors, neighbors_sizes)
+    return float(_log_evidence(curvature, regularization, data, _chi2_data(vis_real, vis_imag, noise), noise))
+
+
+# ---------------------------------------------------------------------------
+# The seeds' small JIT examples
+
+
+@numba.njit(cache=True)
+def _quadratic_formula_serial(a, b, c):
+    out = np.empty(a.shape[0])
+    for i in range(a.shape[0]):
+        out[i] = (-b[i] + math.sqrt(b[i] * b[i] - 4.0 * a[i] * c[i])) / (2.0 * a[i])
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _quadratic_formula_parallel(a, b, c):
+    out = np.empty(a.shape[0])
+    for i in numba.prange(a.shape[0]):
+        out[i] = (-b[i] + math.sqrt(b[i] * b[i] - 4.0 * a[i] * c[i])) / (2.0 * a[i])
+    return out
+
+
+@numba.njit(cache=True)
+def _fma_serial(weights, arrays):
+    w_count, n = arrays.shape
+    out = np.empty(n)
+    # j outer, w inner: each out[j] is accumulated in a register and written
+    # once, instead of W passes over out.
+    for j in range(n):
+        total = 0.0
+        for w in range(w_count):
+            total += weights[w] * arrays[w, j]
+        out[j] = total
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _fma_parallel(weights, arrays):
+    w_count, n = arrays.shape
+    out = np.empty(n)
+    for j in numba.prange(n):
+        total = 0.0
+        for w in range(w_count):
+            total += weights[w] * arrays[w, j]
+        out[j] = total
+    return out
+
+
+@numba.njit(cache=True)
+def _fused_expression_serial(x):
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        value = x[i]
+        out[i] = math.sqrt(value * value + math.sin(value) * math.exp(-value))
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _fused_expression_parallel(x):
+    out = np.empty(x.shape[0])
+    for i in numba.prange(x.shape[0]):
+        value = x[i]
+        out[i] = math.sqrt(value * value + math.sin(value) * math.exp(-value))
+    return out
+
+
+@implements("quadratic_formula", "serial")
+def quadratic_formula_serial(a, b, c):
+    """The seeds' compiled loop, one thread.
+
+    See reference.quadratic_formula for the math. One fused pass, no
+    temporaries.
+
+    Cost: n square roots; 32 n bytes moved.
+    """
+    return _quadratic_formula_serial(a, b, c)
+
+
+@implements("quadratic_formula", "parallel")
+def quadratic_formula_parallel(a, b, c):
+    """The seeds' compiled loop with parallel=True and prange.
+
+    See reference.quadratic_formula for the math. Elements split across
+    Numba's threads.
+
+    Cost: n square roots; 32 n bytes moved.
+    """
+    return _quadratic_formula_parallel(a, b, c)
+
+
+@implements("fma", "serial")
+def fma_serial(weights, arrays):
+    """The weighted sum in one pass over out, one thread.
+
+    See reference.fma for the math. Loop j outer, w inner, so out[j] stays in
+    a register.
+
+    Cost: W n multiply-adds; 8 (W + 1) n bytes moved.
+    """
+    return _fma_serial(weights, arrays)
+
+
+@implements("fma", "parallel")
+def fma_parallel(weights, arrays):
+    """The weighted sum in one pass over out, parallel over j.
+
+    See reference.fma for the math. As "serial" with prange over the output.
+
+    Cost: W n multiply-adds; 8 (W + 1) n bytes moved.
+    """
+    return _fma_parallel(weights, arrays)
+
+
+@implements("fused_expression", "serial")
+def fused_expression_serial(x):
+    """The fused element-wise expression, one thread.
+
+    See reference.fused_expression for the math. One pass, no temporaries.
+
+    Cost: n sin, exp and sqrt; 16 n bytes moved.
+    """
+    return _fused_expression_serial(x)
+
+
+@implements("fused_expression", "parallel")
+def fused_expression_parallel(x):
+    """The fused element-wise expression, parallel with prange.
+
+    See reference.fused_expression for the math. As "serial", elements split
+    across Numba's threads.
+
+    Cost: n sin, exp and sqrt; 16 n bytes moved.
+    """
+    return _fused_expression_parallel(x)
