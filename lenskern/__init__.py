@@ -7,8 +7,17 @@
     lk.implementations("w_tilde")                    # {name: Implementation}
 
 Importing lenskern imports no backend and changes no global JAX or Numba
-setting; backends load the first time the registry is asked.
+setting; backends load the first time the registry is asked. The one
+exception is asked for explicitly: ``LENSKERN_NUM_THREADS`` (``1``, ``all`` or
+a number) pins Numba, XLA and BLAS threads and the CPU affinity, at import,
+before those libraries load (see :mod:`lenskern.threads`).
 """
+
+from lenskern import threads
+
+threads.apply_from_environment()  # before NumPy, Numba or JAX size their thread pools
+
+# ruff: noqa: E402
 
 from lenskern.problems import PRESETS, Problem, make_problem
 from lenskern.registry import (

@@ -1,0 +1,1 @@
+"""lenskern's asv suite: one module per area, classes generated from the registry."""
