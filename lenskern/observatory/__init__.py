@@ -1,0 +1,1 @@
+"""Tooling around the asv suite: offline publishing, reports, the main job."""

@@ -1,0 +1,117 @@
+"""The observatory's commands: ``python -m lenskern.observatory <command>``.
+
+``run``      the main job: benchmark HEAD with asv at the small tier on one and
+             on all threads, publish the offline site, print the tables.
+``publish``  ``asv publish``, then make the site work with no internet.
+``report``   print the tables of one commit from the results.
+``serve``    serve the published site on 127.0.0.1 (``asv preview`` binds every
+             interface).
+
+Run from the repository root (where ``asv.conf.json`` is).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lenskern.observatory.offline import make_offline
+from lenskern.observatory.report import report
+
+RESULTS = Path(".asv/results")
+HTML = Path(".asv/html")
+
+
+def _step(message: str) -> None:
+    print(f"\n==> {message}", flush=True)
+
+
+def _asv(*args: str, check: bool = True) -> int:
+    """Run asv with this Python, its output streamed as it comes."""
+    command = [sys.executable, "-m", "asv", *args]
+    print("$ " + " ".join(["asv", *args]), flush=True)
+    code = subprocess.call(command)
+    if check and code != 0:
+        raise SystemExit(f"asv {args[0]} failed with exit status {code}")
+    return code
+
+
+def _head() -> str:
+    return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True).strip()
+
+
+def publish() -> Path:
+    _step("publishing the site (asv publish), then vendoring its scripts for offline use")
+    _asv("publish")
+    rewritten = make_offline(HTML)
+    print(f"rewired {len(rewritten)} CDN references to local copies", flush=True)
+    return HTML.resolve() / "index.html"
+
+
+def run(machine: str, tier: str) -> None:
+    if not Path("asv.conf.json").exists():
+        raise SystemExit("run from the repository root, where asv.conf.json is")
+    start = time.perf_counter()
+    commit = _head()
+    _step(f"machine {machine!r} (asv machine)")
+    _asv("machine", "--yes", "--machine", machine)
+    os.environ["LENSKERN_BENCH_TIERS"] = tier
+    _step(
+        f"benchmarking HEAD {commit[:8]} at the {tier} tier, LENSKERN_NUM_THREADS=1 and all "
+        "(the first run builds the virtualenv: a few minutes)"
+    )
+    code = _asv("run", "HEAD^!", "--machine", machine, "--show-stderr", check=False)
+    site = publish()
+    _step("results")
+    print(report(RESULTS, machine, commit, tier), flush=True)
+    minutes = (time.perf_counter() - start) / 60
+    print(f"\nsite: {site}  (serve it: python -m lenskern.observatory serve)", flush=True)
+    print(f"done in {minutes:.1f} min", flush=True)
+    if code != 0:
+        raise SystemExit(f"asv run exited with status {code}: some benchmarks failed (see above)")
+
+
+def serve(port: int) -> None:
+    if not (HTML / "index.html").exists():
+        raise SystemExit(f"no site at {HTML}: run `python -m lenskern.observatory publish` first")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        print(f"serving {HTML} at http://127.0.0.1:{server.server_port}/ (Ctrl-C stops)", flush=True)
+        server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lenskern.observatory", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="the main job")
+    run_parser.add_argument("--machine", default=platform.node() or "this-machine",
+                            help="asv machine name (default: the host name)")  # fmt: skip
+    run_parser.add_argument("--tier", default="small", help="size tier (default: small)")
+    commands.add_parser("publish", help="asv publish, then make the site work offline")
+    report_parser = commands.add_parser("report", help="print the tables of one commit")
+    report_parser.add_argument("--machine", default=platform.node() or "this-machine")
+    report_parser.add_argument("--commit", default=None, help="default: HEAD")
+    report_parser.add_argument("--tier", default="small")
+    serve_parser = commands.add_parser("serve", help="serve the site on 127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        run(args.machine, args.tier)
+    elif args.command == "publish":
+        print(f"site: {publish()}")
+    elif args.command == "report":
+        print(report(RESULTS, args.machine, args.commit or _head(), args.tier))
+    elif args.command == "serve":
+        serve(args.port)
+
+
+if __name__ == "__main__":
+    main()
