@@ -1,12 +1,16 @@
-"""The asv suite's base class, generated from lenskern's registry.
+"""The asv suite's base classes, generated from lenskern's registry.
 
 Every registered implementation of every kernel becomes a parameter of its
-kernel's benchmark class, so an implementation added to a backend is
-benchmarked with no code here. Each class measures, per implementation and
-size tier:
+kernel's two benchmark classes, so an implementation added to a backend is
+benchmarked with no code here. Per implementation and size tier:
 
-- ``time_call``: one call, JIT compilation done in ``setup``; the result is
-  blocked on inside the timed body (JAX dispatches asynchronously).
+- ``<Kernel>.time_call``, on each thread setting: one call, JIT compilation
+  done in ``setup``; the result is blocked on inside the timed body (JAX
+  dispatches asynchronously).
+
+``<Kernel>Profile``, on one thread only (the thread count changes none of
+these much, and each benchmark is a process of its own):
+
 - ``peakmem_call`` and ``peakmem_resident``: asv's peak RSS of the process
   with and without the call. ``setup`` makes a warm call and then resets the
   kernel's high-water mark (``/proc/self/clear_refs``), so both start from
@@ -20,20 +24,30 @@ size tier:
 
 Size tiers: ``small`` by default; set ``LENSKERN_BENCH_TIERS`` (comma list of
 ``tiny``, ``small``, ``seed-1core``, ``seed-gpu``, ``science``) for others.
-An implementation whose estimated cost exceeds a minute per call at a tier is
-skipped there (asv shows n/a) and listed by :func:`skip_reason`.
+An implementation whose estimated cost exceeds a minute per call at a tier
+(five seconds at ``small``, the tier that promises every kernel in seconds)
+is skipped there: asv shows n/a, and :func:`skip_reason` gives the estimate.
+One ``setup_cache`` serves the whole suite: the inputs of every kernel are
+built once per environment and loaded by each benchmark process.
 """
 
 from __future__ import annotations
 
+import atexit
+import hashlib
+import importlib.util
+import json
 import os
+import shutil
 import tempfile
 import time
+from pathlib import Path
 
 # Numba caches compiled kernels on disk (cache=True); a fresh cache directory
 # per benchmark process makes track_first_call_seconds measure compilation,
 # not a cache load. Set before Numba loads.
 os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="lenskern-numba-")
+atexit.register(shutil.rmtree, os.environ["NUMBA_CACHE_DIR"], ignore_errors=True)
 
 import numpy as np  # noqa: E402, I001
 
@@ -108,26 +122,15 @@ def estimated_seconds(impl: lk.Implementation, sizes: dict) -> float:
     return operations / RATE[kind]
 
 
-def skip_reason(impl: lk.Implementation, tier: str) -> str | None:
-    """Why ``impl`` is not benchmarked at ``tier``, or None."""
+def skip_reason(impl: lk.Implementation, tier: str, sizes: dict) -> str | None:
+    """Why ``impl`` is not benchmarked at ``tier`` (of these sizes), or None."""
     if impl.kernel in registry.EXAMPLES:
         return None
-    seconds = estimated_seconds(impl, problem_sizes(tier))
+    seconds = estimated_seconds(impl, sizes)
     limit = MAX_SECONDS.get(tier, MAX_SECONDS_LARGE)
     if seconds > limit:
         return f"{impl.name} at {tier}: estimated {seconds:.0f} s per call (> {limit:.0f} s)"
     return None
-
-
-_SIZES: dict[str, dict] = {}
-
-
-def problem_sizes(tier: str) -> dict:
-    """M, K, S, B, Ny, Nx of a tier, without building its arrays twice."""
-    if tier not in _SIZES:
-        _SIZES[tier] = lk.make_problem({"preset": tier, "K": 1}).sizes
-        _SIZES[tier]["K"] = lk.PRESETS[tier]["K"]
-    return _SIZES[tier]
 
 
 def example_inputs(tier: str) -> dict:
@@ -159,22 +162,52 @@ INTERMEDIATES = (
 W_BYTES_MAX = 2 << 30
 
 
-def kernel_inputs(kernel: str, tier: str) -> dict:
-    """A tier's problem plus the earlier kernels' outputs that this kernel's
-    implementations take, each from lenskern's recommended implementation."""
-    if kernel in registry.EXAMPLES:
-        return example_inputs(tier)
-    inputs = dict(lk.make_problem(tier))
-    wanted = {name for impl in lk.implementations(kernel).values() for name in impl.inputs}
-    if "curvature_matrix" in wanted:
-        wanted.add("w_offsets")  # what the curvature is built from when W is not
-    if "data_vector" in wanted:
-        wanted.add("dirty_image")
+def suite_inputs(tier: str) -> dict:
+    """Everything any benchmark takes at a tier: the problem, the seeds'
+    example arrays, and every intermediate output (each from lenskern's
+    recommended implementation), W only while it fits in W_BYTES_MAX."""
+    problem = lk.make_problem(tier)
+    inputs = dict(problem, **example_inputs(tier))
     for name in INTERMEDIATES:
-        too_big = name == "w_tilde" and 8 * len(inputs["grid"]) ** 2 > W_BYTES_MAX
-        if name in wanted and not too_big:
-            inputs[name] = lk.compute(name, **inputs)
-    return inputs
+        if name == "w_tilde" and 8 * len(inputs["grid"]) ** 2 > W_BYTES_MAX:
+            continue
+        inputs[name] = lk.compute(name, **inputs)
+    return {"inputs": inputs, "sizes": problem.sizes}
+
+
+def _implementation(kernel: str, name: str) -> lk.Implementation:
+    """One implementation, importing only its backend where lenskern can."""
+    found = getattr(registry, "implementation", None)  # newer lenskern: lazy, one backend
+    try:
+        if found is not None:
+            return found(kernel, name)
+        return lk.implementations(kernel)[name]
+    except (KeyError, ValueError) as error:
+        raise NotImplementedError(f"{name}: {error}") from None
+
+
+def implementation_names(kernel: str) -> list[str]:
+    """The registered implementations of ``kernel``, the classes' parameter.
+
+    Every benchmark process imports its module and so rebuilds this list;
+    loading all backends for it costs each process over a second. The list is
+    kept in a file keyed by the installed lenskern's backend files, so only
+    the first process of an environment and commit pays.
+    """
+    spec = importlib.util.find_spec("lenskern")
+    package = Path(next(iter(spec.submodule_search_locations)))
+    stamp = [(p.name, p.stat().st_mtime_ns, p.stat().st_size)
+             for p in sorted((package / "backends").glob("*.py"))]  # fmt: skip
+    key = hashlib.sha256(json.dumps([str(package), stamp]).encode()).hexdigest()[:20]
+    path = Path(tempfile.gettempdir()) / "lenskern-asv" / f"implementations-{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())[kernel]
+    names = {k: sorted(lk.implementations(k)) for k in registry.KERNELS + registry.EXAMPLES}
+    path.parent.mkdir(exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}")
+    partial.write_text(json.dumps(names))
+    partial.replace(path)  # atomic: a concurrent reader sees all or nothing
+    return names[kernel]
 
 
 def block(result):
@@ -193,6 +226,10 @@ def reset_peak_memory() -> None:
         pass
 
 
+def one_thread() -> bool:
+    return os.environ.get("LENSKERN_NUM_THREADS", "1") == "1"
+
+
 class _KernelBenchmark:  # underscore: asv discovers only the generated subclasses
     """Base of the generated classes; ``kernel`` is set by :func:`generate`."""
 
@@ -203,33 +240,42 @@ class _KernelBenchmark:  # underscore: asv discovers only the generated subclass
     warmup_time = 0
     repeat = (1, 5, 10.0)
     number = 0
+    rounds = 1
+    #: The profile classes measure what does not depend on the thread count.
+    one_thread_only = False
 
     def setup_cache(self):
-        return {tier: kernel_inputs(self.kernel, tier) for tier in TIERS}
+        # Defined once here, so asv keys one cache for the whole suite: every
+        # class shares the inputs built by the first.
+        return {tier: suite_inputs(tier) for tier in TIERS}
 
     def setup(self, cache, implementation, tier):
-        found = lk.implementations(self.kernel)
-        if implementation not in found:
-            raise NotImplementedError(
-                f"{implementation}: {found.missing.get(implementation.split('.')[0], 'absent')}"
-            )
-        self.impl = found[implementation]
-        reason = skip_reason(self.impl, tier)
+        if self.one_thread_only and not one_thread():
+            raise NotImplementedError("memory, compilation and error are measured on one thread")
+        self.impl = _implementation(self.kernel, implementation)
+        self.sizes = cache[tier]["sizes"]
+        reason = skip_reason(self.impl, tier, self.sizes)
         if reason:
             raise NotImplementedError(reason)
-        missing = [name for name in self.impl.inputs if name not in cache[tier]]
+        inputs = cache[tier]["inputs"]
+        missing = [name for name in self.impl.inputs if name not in inputs]
         if missing:
             raise NotImplementedError(f"{implementation} at {tier}: input(s) {missing} not built")
-        self.inputs = self.impl.bind(cache[tier])
+        self.inputs = self.impl.bind(inputs)
         start = time.perf_counter()
         self.result = block(self.impl.function(**self.inputs))
         self.first_call_seconds = time.perf_counter() - start
-        self.tier = tier
         reset_peak_memory()
 
+
+class _Time(_KernelBenchmark):
     def time_call(self, cache, implementation, tier):
         """One warm call, blocked on until the result exists."""
         block(self.impl.function(**self.inputs))
+
+
+class _Profile(_KernelBenchmark):
+    one_thread_only = True
 
     def peakmem_call(self, cache, implementation, tier):
         """Peak RSS with one warm call; subtract peakmem_resident for the kernel's own."""
@@ -248,10 +294,11 @@ class _KernelBenchmark:  # underscore: asv discovers only the generated subclass
         """max |got - oracle| / max |oracle|, oracle as the module docstring says."""
         found = lk.implementations(self.kernel)
         reference = next(i for i in found.values() if i.backend == "reference")
-        oracle = reference if skip_reason(reference, tier) is None else found[ORACLE[self.kernel]]
+        cheap = skip_reason(reference, tier, self.sizes) is None
         if self.kernel in registry.EXAMPLES and tier != "tiny":
-            oracle = found[ORACLE[self.kernel]]
-        expected = np.asarray(oracle(**cache[tier]), dtype=np.float64)
+            cheap = False  # 5,000,000 elements in plain Python
+        oracle = reference if cheap else found[ORACLE[self.kernel]]
+        expected = np.asarray(oracle(**cache[tier]["inputs"]), dtype=np.float64)
         got = np.asarray(self.result, dtype=np.float64)
         return float(np.max(np.abs(got - expected)) / max(np.max(np.abs(expected)), 1e-300))
 
@@ -259,17 +306,19 @@ class _KernelBenchmark:  # underscore: asv discovers only the generated subclass
 
 
 def generate(kernels: tuple[str, ...], namespace: dict) -> None:
-    """Add one benchmark class per kernel to a benchmark module's namespace."""
+    """Add two benchmark classes per kernel to a benchmark module's namespace:
+    ``<Kernel>`` (time, on every thread setting) and ``<Kernel>Profile``
+    (memory, first call and error, on one thread)."""
     for kernel in kernels:
         name = "".join(part.title() for part in kernel.split("_"))
-        cls = type(
-            name,
-            (_KernelBenchmark,),
-            {
-                "kernel": kernel,
-                "params": [sorted(lk.implementations(kernel)), list(TIERS)],
-                "__module__": namespace["__name__"],
-                "__doc__": f"{kernel}: every registered implementation (see benchmarks/common.py).",
-            },
-        )
-        namespace[name] = cls
+        for suffix, base in (("", _Time), ("Profile", _Profile)):
+            namespace[name + suffix] = type(
+                name + suffix,
+                (base,),
+                {
+                    "kernel": kernel,
+                    "params": [implementation_names(kernel), list(TIERS)],
+                    "__module__": namespace["__name__"],
+                    "__doc__": f"{kernel}: every registered implementation (benchmarks/common.py).",
+                },
+            )

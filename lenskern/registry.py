@@ -51,7 +51,6 @@ UNAVAILABLE: dict[str, str] = {}
 TOLERANCE = dict.fromkeys(KERNELS + EXAMPLES, 1e-9)
 
 _REGISTRY: dict[str, dict[str, Implementation]] = {k: {} for k in KERNELS + EXAMPLES}
-_loaded = False
 
 
 @dataclass(frozen=True)
@@ -122,19 +121,40 @@ def implements(kernel: str, algorithm: str) -> Callable[[Callable], Callable]:
     return decorate
 
 
-def load_backends() -> None:
-    """Import every backend once; record those whose library is missing."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for backend in BACKENDS:
+_loaded_backends: set[str] = set()
+
+
+def load_backend(backend: str) -> bool:
+    """Import one backend once; record the reason if its library is missing."""
+    if backend not in _loaded_backends:
+        _loaded_backends.add(backend)
         try:
             importlib.import_module(f"lenskern.backends.{backend}")
         except ImportError as error:
             if (error.name or "").startswith("lenskern"):
                 raise  # a bug in lenskern, not a missing library
             UNAVAILABLE[backend] = f"{backend} needs a library that is not installed: {error}"
+    return backend not in UNAVAILABLE
+
+
+def load_backends() -> None:
+    """Import every backend once; record those whose library is missing."""
+    for backend in BACKENDS:
+        load_backend(backend)
+
+
+def implementation(kernel: str, name: str) -> Implementation:
+    """One implementation by name, importing only its backend (a benchmark
+    process needs one backend, and NumPy, Numba and JAX each take a while)."""
+    if kernel not in _REGISTRY:
+        raise ValueError(f"kernel: unknown kernel {kernel!r}; expected one of {KERNELS + EXAMPLES}")
+    backend = name.split(".", 1)[0]
+    if backend in BACKENDS and not load_backend(backend):
+        raise ValueError(f"impl: {name} is unavailable here ({UNAVAILABLE[backend]})")
+    if name not in _REGISTRY[kernel]:
+        why = NOT_IMPLEMENTED.get((kernel, backend), "not registered")
+        raise ValueError(f"impl: {kernel} has no implementation {name!r} ({why})")
+    return _REGISTRY[kernel][name]
 
 
 def implementations(kernel: str) -> Implementations:

@@ -24,20 +24,18 @@ def class_name(kernel: str) -> str:
 @dataclass
 class Row:
     implementation: str
-    seconds: float
-    peak_bytes: float
-    first_call_seconds: float
-    max_relative_error: float
+    seconds: dict[str, float]  # LENSKERN_NUM_THREADS -> median seconds
+    peak_bytes: float = math.nan
+    first_call_seconds: float = math.nan
+    max_relative_error: float = math.nan
 
 
 def _values(results: dict, name: str, tier: str) -> dict[str, float]:
     """{implementation: value} of one benchmark at one tier; NaN where n/a."""
     entry = results.get(name)
-    if entry is None:
+    if entry is None or entry[0] is None:
         return {}
     values, params = entry[0], entry[1]
-    if values is None:
-        return {}
     implementations = [json.loads(p.replace("'", '"')) for p in params[0]]
     tiers = [json.loads(p.replace("'", '"')) for p in params[1]]
     out = {}
@@ -54,29 +52,38 @@ def result_files(results_dir: Path, machine: str, commit: str) -> list[Path]:
     return sorted((results_dir / machine).glob(f"{commit[:8]}-*.json"))
 
 
-def rows(results: dict, kernel: str, tier: str) -> list[Row]:
-    """One row per implementation that ran, fastest first."""
-    base = next((k.rsplit(".", 2)[0] for k in results if k.split(".")[-2] == class_name(kernel)), None)
-    if base is None:
-        return []
-    name = f"{base}.{class_name(kernel)}"
-    times = _values(results, f"{name}.time_call", tier)
-    call = _values(results, f"{name}.peakmem_call", tier)
-    resident = _values(results, f"{name}.peakmem_resident", tier)
-    first = _values(results, f"{name}.track_first_call_seconds", tier)
-    error = _values(results, f"{name}.track_max_relative_error", tier)
-    found = [
-        Row(
-            implementation,
-            seconds,
-            call.get(implementation, math.nan) - resident.get(implementation, math.nan),
-            first.get(implementation, math.nan),
-            error.get(implementation, math.nan),
-        )
-        for implementation, seconds in times.items()
-        if not math.isnan(seconds)
-    ]
-    return sorted(found, key=lambda row: row.seconds)
+def _benchmark(results: dict, cls: str, method: str, tier: str) -> dict[str, float]:
+    for name in results:
+        module_cls, _, found = name.rpartition(".")
+        if found == method and module_cls.rpartition(".")[2] == cls:
+            return _values(results, name, tier)
+    return {}
+
+
+def rows(by_threads: dict[str, dict], kernel: str, tier: str) -> list[Row]:
+    """One row per implementation timed on some thread setting, fastest first.
+
+    ``by_threads`` maps LENSKERN_NUM_THREADS to that environment's results.
+    """
+    name = class_name(kernel)
+    found: dict[str, Row] = {}
+    for threads, results in by_threads.items():
+        for implementation, seconds in _benchmark(results, name, "time_call", tier).items():
+            if not math.isnan(seconds):
+                found.setdefault(implementation, Row(implementation, {})).seconds[threads] = seconds
+        profile = f"{name}Profile"
+        call = _benchmark(results, profile, "peakmem_call", tier)
+        resident = _benchmark(results, profile, "peakmem_resident", tier)
+        first = _benchmark(results, profile, "track_first_call_seconds", tier)
+        error = _benchmark(results, profile, "track_max_relative_error", tier)
+        for implementation, row in found.items():
+            if not math.isnan(call.get(implementation, math.nan)):
+                row.peak_bytes = call[implementation] - resident.get(implementation, math.nan)
+                row.first_call_seconds = first.get(implementation, math.nan)
+                row.max_relative_error = error.get(implementation, math.nan)
+    settings = sorted(by_threads, key=lambda t: (t != "1", t))
+    first_setting = settings[0] if settings else ""
+    return sorted(found.values(), key=lambda r: r.seconds.get(first_setting, math.inf))
 
 
 def _time(seconds: float) -> str:
@@ -92,37 +99,44 @@ def _bytes(value: float) -> str:
     return f"{max(value, 0.0) / 2**20:,.1f} MiB"  # RSS differences carry a few pages of noise
 
 
-def table(kernel: str, found: list[Row]) -> str:
-    """Markdown in the seeds' format: time (ratio to the fastest)."""
+def _ratio(seconds: float, fastest: float) -> str:
+    if math.isnan(seconds):
+        return "n/a"
+    ratio = seconds / fastest
+    return f"{_time(seconds)} ({'>1000' if ratio > 1000 else f'{ratio:.2f}'})"
+
+
+def table(kernel: str, found: list[Row], settings: list[str]) -> str:
+    """Markdown in the seeds' format: time (ratio to the fastest) per thread setting."""
+    headers = [f"time, {'1 thread' if t == '1' else f'{t} threads'} (ratio)" for t in settings]
     lines = [
         f"#### {kernel}",
         "",
-        "| implementation | time (ratio) | kernel peak memory | first call | max rel. error |",
-        "| --- | --- | --- | --- | --- |",
+        "| implementation | " + " | ".join(headers) + " | kernel peak memory | first call | max rel. error |",
+        "| --- |" + " --- |" * (len(settings) + 3),
     ]
-    fastest = found[0].seconds if found else math.nan
+    fastest = {t: min((r.seconds.get(t, math.inf) for r in found), default=math.nan) for t in settings}
     for row in found:
-        ratio = row.seconds / fastest
-        ratio_text = ">1000" if ratio > 1000 else f"{ratio:.2f}"
-        lines.append(
-            f"| {row.implementation} | {_time(row.seconds)} ({ratio_text}) | "
-            f"{_bytes(row.peak_bytes)} | {_time(row.first_call_seconds)} | "
-            f"{row.max_relative_error:.1e} |"
-        )
+        times = " | ".join(_ratio(row.seconds.get(t, math.nan), fastest[t]) for t in settings)
+        first = "n/a" if math.isnan(row.first_call_seconds) else _time(row.first_call_seconds)
+        error = "n/a" if math.isnan(row.max_relative_error) else f"{row.max_relative_error:.1e}"
+        lines.append(f"| {row.implementation} | {times} | {_bytes(row.peak_bytes)} | {first} | {error} |")
     return "\n".join(lines)
 
 
 def report(results_dir: Path, machine: str, commit: str, tier: str = "small") -> str:
-    """Every kernel's table for each thread setting of one commit on one machine."""
-    sections = []
+    """Every kernel's table, both thread settings side by side, for one commit."""
+    by_threads = {}
     for path in result_files(results_dir, machine, commit):
         data = json.loads(path.read_text())
         threads = data.get("env_vars", {}).get("LENSKERN_NUM_THREADS", "unpinned")
-        sections.append(f"### {machine}, commit {commit[:8]}, LENSKERN_NUM_THREADS={threads}, {tier}")
-        for kernel in registry.KERNELS + registry.EXAMPLES:
-            found = rows(data["results"], kernel, tier)
-            if found:
-                sections.append(table(kernel, found))
-    if not sections:
+        by_threads[threads] = data["results"]
+    if not by_threads:
         return f"no results for commit {commit[:8]} on machine {machine!r} in {results_dir}"
+    settings = sorted(by_threads, key=lambda t: (t != "1", t))
+    sections = [f"### {machine}, commit {commit[:8]}, tier {tier}"]
+    for kernel in registry.KERNELS + registry.EXAMPLES:
+        found = rows(by_threads, kernel, tier)
+        if found:
+            sections.append(table(kernel, found, settings))
     return "\n\n".join(sections)

@@ -1,0 +1,84 @@
+"""The asv suite cannot rot: it passes asv check, runs for real, and reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lenskern as lk
+from lenskern.observatory.report import class_name, report, rows
+
+pytest.importorskip("asv")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def asv(*args, config=None, tiers="tiny", **kwargs):
+    env = dict(os.environ, LENSKERN_BENCH_TIERS=tiers)
+    command = [sys.executable, "-m", "asv", *args] + (["--config", str(config)] if config else [])
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    """asv.conf.json with results and html in a temporary folder."""
+    from asv.util import load_json
+
+    tmp = tmp_path_factory.mktemp("asv")
+    conf = load_json(str(ROOT / "asv.conf.json"), js_comments=True)
+    conf.update(results_dir=str(tmp / "results"), html_dir=str(tmp / "html"), repo=str(ROOT))
+    conf["benchmark_dir"] = str(ROOT / "benchmarks")
+    path = tmp / "asv.conf.json"
+    path.write_text(json.dumps(conf))
+    machine = asv("machine", "--yes", "--machine", "ci-check", config=path)
+    assert machine.returncode == 0, machine.stdout + machine.stderr
+    return path
+
+
+def test_asv_check(config):
+    result = asv("check", "--python=same", config=config)
+    assert result.returncode == 0 and "No problems found" in result.stdout, result.stdout
+
+
+def test_every_implementation_is_a_benchmark_parameter(monkeypatch):
+    """No implementation escapes the suite: each kernel's class takes every
+    registered implementation as a parameter."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    classes = {}
+    for area in ("offsets", "curvature", "likelihood", "examples"):
+        module = importlib.import_module(f"benchmarks.{area}")
+        classes.update({n: c for n, c in vars(module).items() if hasattr(c, "kernel")})
+    for kernel in lk.KERNELS + lk.EXAMPLES:
+        for suffix in ("", "Profile"):
+            cls = classes[class_name(kernel) + suffix]
+            assert cls.params[0] == sorted(lk.implementations(kernel)), kernel
+
+
+def test_one_benchmark_runs_for_real_and_reports(config):
+    commit = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
+    run = asv("run", "--python=same", "--set-commit-hash", commit, "--machine", "ci-check",
+              "--show-stderr", "-b", r"curvature\.RegularizationMatrix", config=config)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    results_dir = Path(json.loads(config.read_text())["results_dir"])
+    files = list((results_dir / "ci-check").glob(f"{commit[:8]}-*.json"))
+    assert len(files) == 2, "one result file per LENSKERN_NUM_THREADS setting"
+    by_threads = {}
+    for path in files:
+        data = json.loads(path.read_text())
+        by_threads[data["env_vars"]["LENSKERN_NUM_THREADS"]] = data["results"]
+    assert set(by_threads) == {"1", "all"}
+    found = rows(by_threads, "regularization_matrix", "tiny")
+    assert {"numpy.scatter", "numba.loop", "jax.scatter"} <= {row.implementation for row in found}
+    for row in found:
+        assert row.seconds["1"] > 0 and row.seconds["all"] > 0
+        assert row.first_call_seconds > 0 and row.max_relative_error < 1e-12
+        assert row.peak_bytes == row.peak_bytes, "peakmem_call and peakmem_resident both ran"
+    text = report(results_dir, "ci-check", commit, "tiny")
+    assert "1 thread (ratio)" in text and "all threads (ratio)" in text
+    assert "| numba.loop |" in text and "(1.00)" in text
