@@ -12,7 +12,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from lenskern.validate import ARCSEC_TO_RADIANS
 
@@ -245,6 +244,8 @@ def _mapping(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ray-trace image pixels through a singular isothermal sphere and map each
     to its B nearest source pixels, weighted by inverse distance."""
+    from scipy.spatial import cKDTree  # here, not at import: it is 0.2 s of every process start
+
     m_count = len(pixels)
     theta_e = 0.3 * max(np.abs(pixels).max(), 1.0)
     radius = np.hypot(pixels[:, 0], pixels[:, 1])
@@ -270,6 +271,8 @@ def _neighbors(sources: np.ndarray, p_count: int, rng: np.random.Generator) -> n
     """A symmetric neighbour graph of degree at most P and varying degree:
     nearest pairs first, each kept with probability 0.9 while both ends have
     a free slot."""
+    from scipy.spatial import cKDTree
+
     s_count = len(sources)
     neighbors = np.full((s_count, p_count), -1, dtype=np.int64)
     if p_count == 0 or s_count == 1:

@@ -80,12 +80,21 @@ def test_compute_names_what_is_missing():
         lk.implementations("not_a_kernel")
 
 
-def test_missing_backend_is_absent_with_a_reason(monkeypatch):
-    monkeypatch.setitem(registry.UNAVAILABLE, "gpu", "no device here")
+def test_missing_backend_is_absent_with_a_reason(monkeypatch, tmp_path):
+    """A backend whose library is not installed is listed as missing, with the
+    import error as the reason; the other backends are unaffected."""
+    import lenskern.backends
+
+    (tmp_path / "gpu.py").write_text("import a_library_that_is_not_installed\n")
+    monkeypatch.setattr(lenskern.backends, "__path__", [*lenskern.backends.__path__, str(tmp_path)])
     monkeypatch.setattr(registry, "BACKENDS", registry.BACKENDS + ("gpu",))
+    monkeypatch.setattr(registry, "UNAVAILABLE", {})
+    monkeypatch.setattr(registry, "_loaded_backends", set(registry._loaded_backends))
     found = lk.implementations("w_tilde")
-    assert found.missing["gpu"] == "no device here"
-    assert not any(i.backend == "gpu" for i in found.values())
+    assert "a_library_that_is_not_installed" in found.missing["gpu"]
+    assert {i.backend for i in found.values()} == {"reference", "numpy", "numba", "jax"}
+    with pytest.raises(ValueError, match="unavailable"):
+        registry.implementation("w_tilde", "gpu.direct")
 
 
 def test_import_changes_no_global_configuration():
