@@ -115,8 +115,13 @@ def _cost(kernel: str, algorithm: str, z: dict) -> tuple[float, str]:
     return m * s + k + s * s, "flop"
 
 
-def estimated_seconds(impl: lk.Implementation, sizes: dict) -> float:
-    operations, kind = _cost(impl.kernel, impl.algorithm, sizes)
+def estimated_seconds(impl: lk.Implementation, sizes: dict, tier: str) -> float:
+    if impl.kernel in registry.EXAMPLES:
+        n = EXAMPLE_SIZES.get(tier, EXAMPLE_SIZE)
+        # ~5 floating-point operations per element (2 per weight for fma)
+        operations, kind = n * (8 if impl.kernel == "fma" else 5), "flop"
+    else:
+        operations, kind = _cost(impl.kernel, impl.algorithm, sizes)
     if impl.backend == "reference":
         kind = "python"
     return operations / RATE[kind]
@@ -124,9 +129,7 @@ def estimated_seconds(impl: lk.Implementation, sizes: dict) -> float:
 
 def skip_reason(impl: lk.Implementation, tier: str, sizes: dict) -> str | None:
     """Why ``impl`` is not benchmarked at ``tier`` (of these sizes), or None."""
-    if impl.kernel in registry.EXAMPLES:
-        return None
-    seconds = estimated_seconds(impl, sizes)
+    seconds = estimated_seconds(impl, sizes, tier)
     limit = MAX_SECONDS.get(tier, MAX_SECONDS_LARGE)
     if seconds > limit:
         return f"{impl.name} at {tier}: estimated {seconds:.0f} s per call (> {limit:.0f} s)"
