@@ -6,6 +6,9 @@
 ``report``   print the tables of one commit from the results.
 ``serve``    serve the published site on 127.0.0.1 (``asv preview`` binds every
              interface).
+``compare``  asv continuous of a base against a head on one pinned thread: exit
+             1 on a regression, 2 on a broken benchmark; writes a markdown report.
+``regressions``  the published site's regressions as markdown; exit 1 if any.
 
 Run from the repository root (where ``asv.conf.json`` is).
 """
@@ -22,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from lenskern.observatory import alert
 from lenskern.observatory.offline import make_offline
 from lenskern.observatory.report import report
 
@@ -87,6 +91,18 @@ def serve(port: int) -> None:
         server.serve_forever()
 
 
+def _write_report(text: str, path: Path | None) -> None:
+    """Print the markdown, write it to ``path``, and append it to the GitHub
+    job summary when running in Actions."""
+    print(text, flush=True)
+    if path is not None:
+        path.write_text(text + "\n")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a") as handle:
+            handle.write(text + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lenskern.observatory", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -102,7 +118,28 @@ def main(argv: list[str] | None = None) -> None:
     report_parser.add_argument("--tier", default="small")
     serve_parser = commands.add_parser("serve", help="serve the site on 127.0.0.1")
     serve_parser.add_argument("--port", type=int, default=8080)
+    compare_parser = commands.add_parser("compare", help="asv continuous base..head, pinned")
+    compare_parser.add_argument("base")
+    compare_parser.add_argument("head")
+    compare_parser.add_argument("--factor", type=float, default=1.1,
+                                help="worse by more than this ratio is a regression (1.1)")  # fmt: skip
+    compare_parser.add_argument("--bench", "-b", default=None, help="asv's benchmark regex")
+    compare_parser.add_argument("--threads", default="1", help="LENSKERN_NUM_THREADS (1)")
+    compare_parser.add_argument("--machine", default=None)
+    compare_parser.add_argument("--config", type=Path, default=Path("asv.conf.json"))
+    compare_parser.add_argument("--report", type=Path, default=None, help="write the markdown here")
+    regressions_parser = commands.add_parser("regressions", help="published regressions")
+    regressions_parser.add_argument("--report", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        code, text = alert.compare(args.base, args.head, args.factor, args.bench, args.threads,
+                                   config=args.config, machine=args.machine)  # fmt: skip
+        _write_report(text, args.report)
+        raise SystemExit(code)
+    if args.command == "regressions":
+        count, text = alert.regressions(HTML)
+        _write_report(text, args.report)
+        raise SystemExit(1 if count else 0)
     if args.command == "run":
         run(args.machine, args.tier)
     elif args.command == "publish":
