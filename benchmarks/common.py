@@ -96,6 +96,9 @@ def _cost(kernel: str, algorithm: str, z: dict) -> tuple[float, str]:
     """(operations, kind) of one call: the cost lines of the docstrings."""
     m, k, s, b = z["M"], z["K"], z["S"], z["B"]
     table = (2 * z["Ny"] - 1) * (2 * z["Nx"] - 1)
+    if algorithm == "nufft":  # spreading w^2 = 15^2 points per visibility, then one FFT
+        points = k + (m if kernel == "dirty_image" else 0)
+        return 2 * 225 * points + 20 * 4 * table * np.log2(4 * table + 1), "flop"
     if kernel == "w_tilde":
         if algorithm == "gemm":
             return 2 * m * m * k, "flop"

@@ -1,0 +1,45 @@
+"""The NUFFT algorithms' stated accuracy, at a size where the offset table has
+thousands of entries and visibilities lie on Earth-rotation tracks: every entry
+within 1e-8 relative of the direct sum, the whole table within 1e-12 of its
+largest entry; and NUFFT_EPS really is the knob."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lenskern as lk
+from lenskern import registry
+from lenskern.backends import numpy as numpy_backend
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return lk.make_problem("small", seed=3)
+
+
+def test_offset_table_meets_the_stated_accuracy(problem):
+    direct = lk.compute("w_offsets", impl="numpy.half", **problem)
+    nufft = lk.compute("w_offsets", impl="numpy.nufft", **problem)
+    assert np.max(np.abs(nufft - direct)) <= 1e-12 * np.max(np.abs(direct))
+    assert np.max(np.abs(nufft - direct) / np.abs(direct)) <= 1e-8
+    np.testing.assert_array_equal(nufft, nufft[::-1, ::-1])  # even to the last bit: Hermitian real part
+
+
+def test_dirty_image_meets_the_stated_accuracy(problem):
+    direct = lk.compute("dirty_image", impl="numpy.gemv", **problem)
+    nufft = lk.compute("dirty_image", impl="numpy.nufft", **problem)
+    assert np.max(np.abs(nufft - direct)) <= 1e-11 * np.max(np.abs(direct))
+
+
+def test_eps_trades_accuracy(problem, monkeypatch):
+    direct = lk.compute("w_offsets", impl="numpy.half", **problem)
+    monkeypatch.setattr(numpy_backend, "NUFFT_EPS", 1e-6)
+    coarse = lk.compute("w_offsets", impl="numpy.nufft", **problem)
+    error = np.max(np.abs(coarse - direct)) / np.max(np.abs(direct))
+    assert 1e-12 < error < 1e-5
+
+
+def test_nufft_is_recommended_for_the_tables_it_serves():
+    assert registry.RECOMMENDED["w_offsets"][0] == "numpy.nufft"
+    assert registry.RECOMMENDED["dirty_image"][0] == "numpy.nufft"
