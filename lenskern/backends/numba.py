@@ -414,6 +414,125 @@ def _curvature_direct(w_offsets, native_index, pix_indexes, pix_weights, n_sourc
     return f
 
 
+#: Image pixels per tile of the "tiled" curvature: each entry of a source's
+#: column of T is read once per tile and used by all its rows, and a tile's
+#: accumulators (TILE floats) stay in registers.
+TILE = 32
+
+
+@numba.njit(cache=True)
+def _source_columns(pix_indexes, pix_weights, lin, n_sources):
+    """T by columns: for each source pixel s, entries start[s]:start[s+1] of
+    (pixel, lin, weight) list the image pixels that map to it, in increasing order."""
+    m_count, b_count = pix_indexes.shape
+    start = np.zeros(n_sources + 1, np.int64)
+    for i in range(m_count):
+        for b in range(b_count):
+            if pix_indexes[i, b] >= 0:
+                start[pix_indexes[i, b] + 1] += 1
+    for s in range(n_sources):
+        start[s + 1] += start[s]
+    fill = start[:-1].copy()
+    pixel = np.empty(start[-1], np.int64)
+    position = np.empty(start[-1], np.int64)
+    weight = np.empty(start[-1])
+    for i in range(m_count):
+        for b in range(b_count):
+            s = pix_indexes[i, b]
+            if s >= 0:
+                e = fill[s]
+                pixel[e] = i
+                position[e] = lin[i]
+                weight[e] = pix_weights[i, b]
+                fill[s] += 1
+    return start, pixel, position, weight
+
+
+@numba.njit(cache=True)
+def _curvature_tile(table, at, columns, pix_indexes, pix_weights, first, last, acc, z, f):
+    """Add to f the rows of G = T^T (L + D / 2) T of image pixels [first, last).
+
+    at[r] = centre + lin[first + r] (rows past ``last`` repeat the last one, so
+    every read stays inside the table); z is (TILE, S) scratch.
+    """
+    start, pixel, position, weight = columns
+    rows = last - first
+    n_sources = f.shape[0]
+    # A tile of one run of unmasked pixels reads one run of the table per j:
+    # contiguous loads instead of gathers.
+    contiguous = rows == TILE and at[TILE - 1] - at[0] == TILE - 1
+    for s in range(n_sources):
+        acc[:] = 0.0
+        e = start[s]
+        end = start[s + 1]
+        # Pixels j before the tile: below the diagonal for every row.
+        if contiguous:
+            while e < end and pixel[e] < first:
+                run = table[at[0] - position[e] : at[0] - position[e] + TILE]
+                w = weight[e]
+                for r in range(TILE):
+                    acc[r] += run[r] * w
+                e += 1
+        while e < end and pixel[e] < first:
+            p = position[e]
+            w = weight[e]
+            for r in range(TILE):
+                acc[r] += table[at[r] - p] * w
+            e += 1
+        # Pixels inside the tile: rows i > j take W_ij, row i = j half of W_ii.
+        while e < end and pixel[e] < last:
+            j = pixel[e] - first
+            p = position[e]
+            w = weight[e]
+            acc[j] += 0.5 * table[at[j] - p] * w
+            for r in range(j + 1, rows):
+                acc[r] += table[at[r] - p] * w
+            e += 1
+        for r in range(rows):
+            z[r, s] = acc[r]
+    for r in range(rows):
+        for b in range(pix_indexes.shape[1]):
+            s = pix_indexes[first + r, b]
+            if s >= 0:
+                w = pix_weights[first + r, b]
+                for t in range(n_sources):
+                    f[s, t] += w * z[r, t]
+
+
+@numba.njit(cache=True, parallel=True)
+def _curvature_tiled(w_offsets, native_index, pix_indexes, pix_weights, n_sources, n_workers):
+    nx2 = w_offsets.shape[1]
+    ny = (w_offsets.shape[0] + 1) // 2
+    nx = (nx2 + 1) // 2
+    table = w_offsets.ravel()
+    m_count = pix_indexes.shape[0]
+    # W_ij = table[centre + lin_i - lin_j]: one subtraction per pair, inside
+    # the table for every pair of pixels of the grid.
+    lin = native_index[:, 0] * nx2 + native_index[:, 1]
+    centre = (ny - 1) * nx2 + (nx - 1)
+    columns = _source_columns(pix_indexes, pix_weights, lin, n_sources)
+    n_tiles = (m_count + TILE - 1) // TILE
+    partial = np.zeros((n_workers, n_sources, n_sources))
+    # Tile t costs ~t: worker w takes tiles w, w + n_workers, ... together
+    # with their mirrors from the far end, so the triangle splits evenly.
+    for worker in numba.prange(n_workers):
+        at = np.empty(TILE, np.int64)
+        acc = np.empty(TILE)
+        z = np.empty((TILE, n_sources))
+        for k in range(worker, (n_tiles + 1) // 2, n_workers):
+            mirror = n_tiles - 1 - k
+            for half in range(2 if mirror != k else 1):
+                first = (k if half == 0 else mirror) * TILE
+                last = min(first + TILE, m_count)
+                for r in range(TILE):
+                    at[r] = centre + lin[min(first + r, last - 1)]
+                _curvature_tile(
+                    table, at, columns, pix_indexes, pix_weights, first, last, acc, z, partial[worker]
+                )
+    g = partial.sum(axis=0)
+    return g + g.T
+
+
 @implements("curvature_matrix", "sparse")
 def curvature_matrix_sparse(w_tilde, pix_indexes, pix_weights, n_sources):
     """F = T^T (W T) with W in memory and the sparse mapping, never forming T.
@@ -437,6 +556,27 @@ def curvature_matrix_offsets(w_offsets, native_index, pix_indexes, pix_weights, 
     Cost: M^2 B + M B S multiply-adds; memory M S.
     """
     return _curvature_offsets(w_offsets, native_index, pix_indexes, pix_weights, n_sources)
+
+
+@implements("curvature_matrix", "tiled")
+def curvature_matrix_tiled(w_offsets, native_index, pix_indexes, pix_weights, n_sources):
+    """F = G + G^T with G = T^T (L + D/2) T, W = L + D + L^T read from the offset table.
+
+    See reference.curvature_matrix for the math. W's symmetry halves the
+    work: only pairs j <= i are visited. T is regrouped by source pixel
+    (CSC), and rows i go in tiles of TILE pixels: for each source s, each
+    pixel j mapping to it is read once and updates the tile's TILE
+    accumulators (Z_is = sum_j W_ij T_js) from a run of the table, which is
+    contiguous when the tile's pixels are, so the inner loop vectorises and no
+    two updates hit the same memory. A tile's rows of Z are scattered into its
+    worker's own F at once, so Z (M S) and W (M^2) are never stored. Tiles go
+    to workers in pairs from both ends of the triangle, which balances them.
+
+    Cost: M^2 B / 2 + M B S multiply-adds, M^2 B / 2 table reads from a table
+    of 4 Ny Nx floats; memory (workers + 1) S^2 + TILE S + 3 M B words.
+    """
+    workers = min(numba.get_num_threads(), max(1, (len(native_index) + TILE - 1) // TILE // 2))
+    return _curvature_tiled(w_offsets, native_index, pix_indexes, pix_weights, n_sources, workers)
 
 
 @implements("curvature_matrix", "direct")
@@ -580,11 +720,12 @@ def log_evidence_raw(
     neighbors_sizes,
     coefficient,
 ):
-    """The log evidence from raw inputs: half offset table, then the sparse pipeline.
+    """The log evidence from raw inputs: the seeds' pipeline, half offset table then sparse.
 
     See reference.log_evidence for the math. Composes w_offsets "half",
     dirty_image "direct", data_vector "sparse", curvature_matrix "offsets"
-    and regularization_matrix "loop"; W is never formed.
+    and regularization_matrix "loop"; W is never formed. Kept as the seeds'
+    algorithm, the baseline that lk.Likelihood is measured against.
 
     Cost: ~2 Ny Nx K + M K trigonometric calls, M^2 B + M B S for F, S^3 / 3
     per Cholesky (two); memory M S + S^2.
@@ -621,13 +762,15 @@ def log_evidence_offsets(
     coefficient, so only data vector, curvature, regularization and the
     Cholesky factorisations remain.
 
-    Cost: M^2 B + M B S for F, S^3 / 3 per Cholesky (two), K for chi2_data;
-    memory M S + S^2.
+    Curvature by "tiled" (W's symmetry, never Z nor W).
+
+    Cost: M^2 B / 2 + M B S for F, S^3 / 3 per Cholesky (two), K for
+    chi2_data; memory (threads + 1) S^2.
     """
     vis_real = np.ascontiguousarray(visibilities.real)
     vis_imag = np.ascontiguousarray(visibilities.imag)
     data = _data_vector(dirty_image, pix_indexes, pix_weights, n_sources)
-    curvature = _curvature_offsets(w_offsets, native_index, pix_indexes, pix_weights, n_sources)
+    curvature = curvature_matrix_tiled(w_offsets, native_index, pix_indexes, pix_weights, n_sources)
     regularization = _regularization_matrix(coefficient, neighbors, neighbors_sizes)
     return float(_log_evidence(curvature, regularization, data, _chi2_data(vis_real, vis_imag, noise), noise))
 
@@ -636,7 +779,9 @@ def log_evidence_offsets(
 # The seeds' small JIT examples
 
 
-@numba.njit(cache=True)
+# error_model="numpy": a / 0 gives inf instead of raising, which takes the
+# zero check out of the loop so it vectorises (a != 0 is validated first).
+@numba.njit(cache=True, error_model="numpy")
 def _quadratic_formula_serial(a, b, c):
     out = np.empty(a.shape[0])
     for i in range(a.shape[0]):
@@ -644,7 +789,7 @@ def _quadratic_formula_serial(a, b, c):
     return out
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, error_model="numpy")
 def _quadratic_formula_parallel(a, b, c):
     out = np.empty(a.shape[0])
     for i in numba.prange(a.shape[0]):
