@@ -19,6 +19,7 @@ threads.apply_from_environment()  # before NumPy, Numba or JAX size their thread
 
 # ruff: noqa: E402
 
+from lenskern.likelihood import Likelihood
 from lenskern.problems import PRESETS, Problem, make_problem
 from lenskern.registry import (
     BACKENDS,
@@ -39,6 +40,7 @@ __all__ = [
     "PRESETS",
     "TOLERANCE",
     "Implementation",
+    "Likelihood",
     "Problem",
     "compute",
     "implementations",

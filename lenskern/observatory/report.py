@@ -135,7 +135,8 @@ def report(results_dir: Path, machine: str, commit: str, tier: str = "small") ->
         return f"no results for commit {commit[:8]} on machine {machine!r} in {results_dir}"
     settings = sorted(by_threads, key=lambda t: (t != "1", t))
     sections = [f"### {machine}, commit {commit[:8]}, tier {tier}"]
-    for kernel in registry.KERNELS + registry.EXAMPLES:
+    # "likelihood": lk.Likelihood's evidence per call, by curvature implementation.
+    for kernel in registry.KERNELS + ("likelihood",) + registry.EXAMPLES:
         found = rows(by_threads, kernel, tier)
         if found:
             sections.append(table(kernel, found, settings))

@@ -1,0 +1,80 @@
+"""The precomputed log evidence (lk.Likelihood) and the tiled curvature at
+sizes that span several tiles, blocks and workers (the property tests'
+problems fit in one tile)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+import lenskern as lk
+from conftest import assert_agrees, problems, reference_impl, with_intermediates
+from lenskern.backends import numba as numba_backend
+
+
+@given(problem=problems())
+def test_precomputed_evidence_agrees_with_reference(problem):
+    inputs = with_intermediates(problem)
+    expected = reference_impl("log_evidence")(**inputs)
+    assert_agrees("log_evidence", lk.Likelihood(**problem).log_evidence(**problem), expected, inputs)
+
+
+def test_one_likelihood_serves_new_mappings_and_coefficients():
+    """What a sampler does: the data fixed, the mapping and c new each call."""
+    data = lk.make_problem(dict(N=12, K=300, S=40, B=3, P=4), seed=5)
+    like = lk.Likelihood(**data)
+    for seed, coefficient in ((6, 0.5), (7, 2.0), (8, 1.0)):
+        source = lk.make_problem(dict(N=12, K=300, S=40 + seed, B=3, P=4), seed=seed)
+        call = {**data, **{name: source[name] for name in lk.likelihood.CALL_INPUTS}}
+        call["coefficient"] = coefficient
+        expected = lk.compute("log_evidence", impl="numpy.raw", **call)
+        got = like.log_evidence(**call)
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-9 * abs(expected))
+
+
+def test_likelihood_rejects_bad_input_by_name():
+    data = lk.make_problem("tiny", seed=0)
+    with pytest.raises(TypeError, match="'visibilities'"):
+        lk.Likelihood(**{k: v for k, v in data.items() if k != "visibilities"})
+    like = lk.Likelihood(**data)
+    with pytest.raises(TypeError, match="'coefficient'"):
+        like.log_evidence(**{k: v for k, v in data.items() if k != "coefficient"})
+    with pytest.raises(ValueError, match="pix_indexes"):
+        like.log_evidence(
+            **{**data, "pix_indexes": data["pix_indexes"][:-1], "pix_weights": data["pix_weights"][:-1]}
+        )
+    with pytest.raises(ValueError, match="coefficient"):
+        like.log_evidence(**{**data, "coefficient": np.nan})
+
+
+def test_likelihood_takes_named_implementations():
+    data = lk.make_problem("tiny", seed=2)
+    impl = {"w_offsets": "numpy.half", "dirty_image": "numpy.gemv", "curvature_matrix": "numpy.fft"}
+    assert lk.Likelihood(impl=impl, **data).log_evidence(**data) == pytest.approx(
+        lk.compute("log_evidence", impl="reference.direct", **data), rel=1e-9
+    )
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 7])
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        dict(shape_native=(23, 31), K=40, S=37, B=3, P=3, mask="annulus"),  # many tiles, odd count
+        dict(shape_native=(40, 40), K=20, S=50, B=2, P=3, mask="full"),  # several j-blocks
+        dict(shape_native=(5, 3), K=10, S=4, B=3, P=2, mask="full"),  # fewer pixels than a tile
+    ],
+    ids=["annulus", "blocks", "one-tile"],
+)
+def test_tiled_curvature_over_tiles_blocks_and_workers(sizes, workers):
+    problem = lk.make_problem(sizes, seed=4)
+    w_offsets = lk.compute("w_offsets", impl="numpy.half", **problem)
+    inputs = {**problem, "w_offsets": w_offsets}
+    expected = lk.compute("curvature_matrix", impl="numpy.fft", **inputs)
+    args = lk.implementations("curvature_matrix")["numba.tiled"].bind(inputs)
+    got = numba_backend._curvature_tiled(
+        args["w_offsets"], args["native_index"], args["pix_indexes"], args["pix_weights"],
+        args["n_sources"], workers,
+    )  # fmt: skip
+    assert_agrees("curvature_matrix", got, expected)
+    np.testing.assert_array_equal(got, got.T)
