@@ -181,10 +181,13 @@ RECOMMENDED = {
     "dirty_image": ("numpy.nufft", "numpy.gemv", "numba.direct", "jax.gemv", "reference.direct"),
     "mapping_matrix": ("numba.scatter", "numpy.scatter", "jax.scatter", "reference.loop"),
     "data_vector": ("numba.sparse", "numpy.sparse", "numpy.dense", "jax.sparse", "reference.loop"),
+    # "tiled" never forms W and was the fastest at every size measured
+    # (README); with only W at hand, SciPy's sparse product beats Numba's.
     "curvature_matrix": (
+        "numba.tiled",
+        "numpy.sparse",
         "numba.sparse",
         "numba.offsets",
-        "numpy.sparse",
         "numpy.dense",
         "jax.sparse",
         "reference.loop",
@@ -207,13 +210,65 @@ RECOMMENDED = {
 }
 
 
+#: Why RECOMMENDED's first choice leads, from the measurements in the README
+#: (`small` tier, one thread, unless said); the README's table shows these.
+WHY = {
+    "w_tilde": "numba.offsets: expands the half table, no M^2 K sum; ties numpy.gemm on 1 thread, 2x on 2",
+    "w_offsets": "numpy.nufft: one type-1 NUFFT; 73x the direct half table at small, ~500x at seed-1core; "
+    "a direct sum below NUFFT_MIN_TERMS",
+    "w_tilde_from_offsets": "numba.gather: a parallel memory-bound write; 4.5x NumPy's fancy indexing",
+    "dirty_image": "numpy.nufft: one type-3 NUFFT; 26x the direct sum at small, ~300x at seed-1core; "
+    "a direct sum below NUFFT_MIN_TERMS",
+    "mapping_matrix": "numba.scatter: 3x NumPy's fancy-index scatter",
+    "data_vector": "numba.sparse: T^T d over the B slots, no (M, S) matrix",
+    "curvature_matrix": "numba.tiled: W never formed, half the pairs by symmetry; ~2x numpy.sparse (which "
+    "needs W) and ~5x numba.sparse at seed-1core on 1 thread",
+    "regularization_matrix": "numba.loop: 3x NumPy's scatter",
+    "reconstruction": "numpy.cholesky: LAPACK; numba.cholesky is 1.25x faster only at small S",
+    "noise_normalization": "numpy.vector: one pass, as fast as the compiled loop",
+    "log_evidence": "numba.offsets: the precomputed table and dirty image, tiled curvature (lk.Likelihood "
+    "runs the same per call)",
+    "quadratic_formula": "numba.parallel: one fused pass over both cores",
+    "fma": "numba.parallel: one fused pass, no temporaries",
+    "fused_expression": "numba.parallel: one fused pass over both cores",
+}
+
+#: Below this many (output entry, visibility) terms a direct sum beats a
+#: NUFFT, whose set-up (FFT plan, spreading kernel) costs ~0.5 ms whatever the
+#: size: measured 0.02 ms direct vs 0.6 ms NUFFT at `tiny` (1.4e3 terms), 94 ms
+#: vs 1.3 ms at `small` (9e6 terms); direct sums run at ~10 ns per term.
+NUFFT_MIN_TERMS = 100_000
+
+
+def _direct_terms(kernel: str, inputs: Mapping[str, Any]) -> int | None:
+    """Output entries x visibilities of a direct sum over K, or None if the
+    inputs do not say (they are validated later, by the call)."""
+    try:
+        k = len(inputs["uv"])
+        if kernel == "w_offsets":
+            ny, nx = (int(n) for n in inputs["shape_native"])
+            return (2 * ny - 1) * (2 * nx - 1) * k
+        return len(inputs["grid"]) * k
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _worth_it(impl: Implementation, inputs: Mapping[str, Any]) -> bool:
+    """Whether ``impl`` pays off at the size of ``inputs`` (see NUFFT_MIN_TERMS)."""
+    if impl.algorithm != "nufft":
+        return True
+    terms = _direct_terms(impl.kernel, inputs)
+    return terms is None or terms >= NUFFT_MIN_TERMS
+
+
 def recommended(kernel: str, inputs: Mapping[str, Any]) -> Implementation:
-    """The preferred implementation of ``kernel`` that can run on ``inputs``."""
+    """The preferred implementation of ``kernel`` that can run on ``inputs``,
+    at their size: RECOMMENDED's order, less those that do not pay off there."""
     found = implementations(kernel)
     candidates = [found[n] for n in RECOMMENDED[kernel] if n in found]
     candidates += [i for n, i in found.items() if n not in RECOMMENDED[kernel]]
     for impl in candidates:
-        if all(name in inputs for name in impl.inputs):
+        if all(name in inputs for name in impl.inputs) and _worth_it(impl, inputs):
             return impl
     needs = " or ".join(sorted({"(" + ", ".join(i.inputs) + ")" for i in candidates}))
     raise TypeError(f"{kernel}: no implementation can run on the given inputs; it needs {needs}")

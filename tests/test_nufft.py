@@ -43,3 +43,16 @@ def test_eps_trades_accuracy(problem, monkeypatch):
 def test_nufft_is_recommended_for_the_tables_it_serves():
     assert registry.RECOMMENDED["w_offsets"][0] == "numpy.nufft"
     assert registry.RECOMMENDED["dirty_image"][0] == "numpy.nufft"
+
+
+def test_compute_picks_by_size():
+    """Below NUFFT_MIN_TERMS a direct sum is faster, so compute takes one."""
+    tiny, small = lk.make_problem("tiny"), lk.make_problem("small")
+    for kernel in ("w_offsets", "dirty_image"):
+        assert registry.recommended(kernel, tiny).algorithm != "nufft"
+        assert registry.recommended(kernel, small).name == "numpy.nufft"
+
+
+def test_every_kernel_says_why_its_first_choice_leads():
+    for kernel in lk.KERNELS + lk.EXAMPLES:
+        assert registry.WHY[kernel].startswith(registry.RECOMMENDED[kernel][0] + ": "), kernel

@@ -7,18 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lenskern.__main__ import implementation_table
+from lenskern.__main__ import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
-def test_implementation_table_is_current():
-    match = re.search(r"<!-- implementations:begin -->\n(.*?)<!-- implementations:end -->", README, re.S)
-    assert match, "README lost its implementation-table markers"
-    assert match.group(1).strip() == implementation_table().strip(), (
-        "README table is stale: paste the output of `python -m lenskern table`"
-    )
+def test_generated_tables_are_current():
+    for name, make in TABLES.items():
+        match = re.search(f"<!-- {name}:begin -->\n(.*?)<!-- {name}:end -->", README, re.S)
+        assert match, f"README lost its {name}-table markers"
+        assert match.group(1).strip() == make().strip(), (
+            f"README {name} table is stale: run `python -m lenskern table --readme README.md`"
+        )
 
 
 def test_ci_runs_the_readme_test_command():
