@@ -9,6 +9,8 @@
 ``compare``  asv continuous of a base against a head on one pinned thread: exit
              1 on a regression, 2 on a broken benchmark; writes a markdown report.
 ``regressions``  the published site's regressions as markdown; exit 1 if any.
+``seeds``    the seeds' Match and Bonus rounds at their sizes, in their format,
+             with lenskern's algorithms added, and a bar chart per table.
 
 Run from the repository root (where ``asv.conf.json`` is).
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import json
 import os
 import platform
 import subprocess
@@ -25,9 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-from lenskern.observatory import alert
+from lenskern.observatory import alert, seeds
 from lenskern.observatory.offline import make_offline
-from lenskern.observatory.report import report
+from lenskern.observatory.report import report, result_files
 
 RESULTS = Path(".asv/results")
 HTML = Path(".asv/html")
@@ -82,6 +85,55 @@ def run(machine: str, tier: str) -> None:
         raise SystemExit(f"asv run exited with status {code}: some benchmarks failed (see above)")
 
 
+SEEDS = Path(".asv/seeds")
+
+
+def seeds_job(machine: str, tiers: list[str]) -> None:
+    """Benchmark HEAD's Match and Bonus round kernels at the seeds' tiers.
+
+    Results go to their own folder (asv keeps one parameter set per benchmark
+    and commit, so seed tiers would replace the main job's small tier); the
+    virtualenv is the main job's.
+    """
+    from asv.util import load_json
+
+    if not Path("asv.conf.json").exists():
+        raise SystemExit("run from the repository root, where asv.conf.json is")
+    unknown = [t for t in tiers if t not in {tier for tier, _ in seeds.ROUNDS.values()}]
+    if unknown:
+        raise SystemExit(f"--tiers: {unknown} are not seed tiers; expected seed-1core and/or seed-gpu")
+    start = time.perf_counter()
+    commit = _head()
+    conf = load_json("asv.conf.json", js_comments=True)
+    root = Path.cwd()
+    conf.update(repo=str(root), benchmark_dir=str(root / conf["benchmark_dir"]),
+                env_dir=str(root / conf["env_dir"]), results_dir=str(root / SEEDS / "results"),
+                html_dir=str(root / SEEDS / "html"))  # fmt: skip
+    SEEDS.mkdir(parents=True, exist_ok=True)
+    config = SEEDS / "asv.conf.json"
+    config.write_text(json.dumps(conf, indent=2))
+    _step(f"machine {machine!r} (asv machine)")
+    _asv("machine", "--yes", "--machine", machine, "--config", str(config))
+    kernels = {k for tier, ks in seeds.ROUNDS.values() if tier in tiers for k in ks}
+    os.environ["LENSKERN_BENCH_TIERS"] = ",".join(tiers)
+    _step(f"benchmarking HEAD {commit[:8]} at {', '.join(tiers)}, one thread and all: seconds per "
+          "call, minutes in all (the direct sums that took the seeds hours are skipped)")  # fmt: skip
+    code = _asv("run", "HEAD^!", "--machine", machine, "--show-stderr", "--config", str(config),
+                "-b", seeds.bench_regex(kernels), check=False)  # fmt: skip
+    _step("the seeds' tables")
+    by_tier = {}
+    for path in result_files(SEEDS / "results", machine, commit):
+        data = json.loads(path.read_text())
+        threads = data.get("env_vars", {}).get("LENSKERN_NUM_THREADS", "unpinned")
+        for tier in tiers:
+            by_tier.setdefault(tier, {})[threads] = data["results"]
+    print(seeds.tables(by_tier, SEEDS), flush=True)
+    print(f"\ntables and charts: {(SEEDS / 'seeds.md').resolve()}", flush=True)
+    print(f"done in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    if code != 0:
+        raise SystemExit(f"asv run exited with status {code}: some benchmarks failed (see above)")
+
+
 def serve(port: int) -> None:
     if not (HTML / "index.html").exists():
         raise SystemExit(f"no site at {HTML}: run `python -m lenskern.observatory publish` first")
@@ -130,7 +182,14 @@ def main(argv: list[str] | None = None) -> None:
     compare_parser.add_argument("--report", type=Path, default=None, help="write the markdown here")
     regressions_parser = commands.add_parser("regressions", help="published regressions")
     regressions_parser.add_argument("--report", type=Path, default=None)
+    seeds_parser = commands.add_parser("seeds", help="the seeds' Match and Bonus rounds, tables and charts")
+    seeds_parser.add_argument("--machine", default=platform.node() or "this-machine")
+    seeds_parser.add_argument("--tiers", default="seed-1core,seed-gpu",
+                              help="comma list of seed-1core, seed-gpu (default: both)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.command == "seeds":
+        seeds_job(args.machine, [t for t in args.tiers.split(",") if t])
+        return
     if args.command == "compare":
         code, text = alert.compare(args.base, args.head, args.factor, args.bench, args.threads,
                                    config=args.config, machine=args.machine)  # fmt: skip
