@@ -39,5 +39,5 @@ def test_bonus_round_table_and_chart(tmp_path):
 def test_rounds_without_results_are_left_out(tmp_path):
     assert seeds.tables({}, tmp_path) == ""
     assert seeds.bench_regex({"w_tilde", "curvature_matrix"}) == (
-        r"^(offsets|curvature)\.(CurvatureMatrix|WTilde)\.time_call$"
+        r"^(offsets|curvature)\.(CurvatureMatrix|WTilde)\.time_call"
     )
