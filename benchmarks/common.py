@@ -98,7 +98,8 @@ def _cost(kernel: str, algorithm: str, z: dict) -> tuple[float, str]:
     table = (2 * z["Ny"] - 1) * (2 * z["Nx"] - 1)
     if algorithm == "nufft":  # spreading w^2 = 15^2 points per visibility, then one FFT
         points = k + (m if kernel == "dirty_image" else 0)
-        return 2 * 225 * points + 20 * 4 * table * np.log2(4 * table + 1), "flop"
+        gather = m * m if kernel == "w_tilde" else 0
+        return 2 * 225 * points + 20 * 4 * table * np.log2(4 * table + 1) + gather, "flop"
     if kernel == "w_tilde":
         if algorithm == "gemm":
             return 2 * m * m * k, "flop"

@@ -15,6 +15,7 @@ module changes no Numba setting (threads, threading layer, config).
 from __future__ import annotations
 
 import math
+import mmap
 
 import numba
 import numpy as np
@@ -149,17 +150,42 @@ def _w_offsets_quadrant(uv, noise, d_rad, ny, nx):
 
 
 @numba.njit(cache=True, parallel=True)
-def _gather(w_offsets, native_index):
+def _gather_into(w_offsets, native_index, w):
+    nx2 = w_offsets.shape[1]
     ny = (w_offsets.shape[0] + 1) // 2
-    nx = (w_offsets.shape[1] + 1) // 2
-    m_count = native_index.shape[0]
-    w = np.empty((m_count, m_count))
-    for i in numba.prange(m_count):
-        row = native_index[i, 0] + ny - 1
-        col = native_index[i, 1] + nx - 1
-        for j in range(m_count):
-            w[i, j] = w_offsets[row - native_index[j, 0], col - native_index[j, 1]]
+    nx = (nx2 + 1) // 2
+    table = w_offsets.ravel()
+    # W_ij = table[centre + lin_i - lin_j]: one subtraction per entry instead
+    # of two 2-d offsets (3.6x faster at seed-1core, where W is 134 MB).
+    lin = native_index[:, 0] * nx2 + native_index[:, 1]
+    centre = (ny - 1) * nx2 + (nx - 1)
+    for i in numba.prange(lin.shape[0]):
+        at = centre + lin[i]
+        for j in range(lin.shape[0]):
+            w[i, j] = table[at - lin[j]]
     return w
+
+
+#: Outputs at least this large are allocated on transparent huge pages where
+#: the kernel offers them: W's first touch then takes 2 MiB page faults
+#: instead of 4 KiB ones (measured 24 -> 14 ms for the 134 MB W of
+#: seed-1core on 2 threads).
+HUGE_PAGE_BYTES = 1 << 21
+
+
+def _empty(shape) -> np.ndarray:
+    """np.empty, on huge pages (madvise) for large arrays on Linux."""
+    size = int(np.prod(shape)) * 8
+    if size < HUGE_PAGE_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return np.empty(shape)
+    buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buffer.madvise(mmap.MADV_HUGEPAGE)
+    return np.frombuffer(buffer, dtype=np.float64).reshape(shape)
+
+
+def _gather(w_offsets, native_index):
+    m_count = native_index.shape[0]
+    return _gather_into(w_offsets, native_index, _empty((m_count, m_count)))
 
 
 @implements("w_tilde", "direct")
@@ -237,7 +263,11 @@ def w_tilde_from_offsets_gather(w_offsets, native_index):
     """W expanded from the offset table, rows in parallel.
 
     See reference.w_tilde_from_offsets for the math. prange over rows i;
-    the table is small enough to stay in cache while W is written.
+    the table is small enough to stay in cache while W is written, and each
+    entry's table index is one subtraction of precomputed linear positions.
+    W is allocated on huge pages (HUGE_PAGE_BYTES): at seed-1core the write
+    is then bound by first-touch page faults and the memory bus, not by
+    index arithmetic.
 
     Cost: M^2 reads and writes, no arithmetic (bandwidth-bound); memory M^2.
     """

@@ -169,11 +169,12 @@ def w_offsets_nufft(uv, noise, pixel_scale, shape_native):
 
 
 def _gather(w_offsets, native_index):
-    ny = (w_offsets.shape[0] + 1) // 2
-    nx = (w_offsets.shape[1] + 1) // 2
-    rows = native_index[:, 0, None] - native_index[None, :, 0] + (ny - 1)
-    cols = native_index[:, 1, None] - native_index[None, :, 1] + (nx - 1)
-    return w_offsets[rows, cols]
+    """W_ij = table[centre + lin_i - lin_j], with lin the pixels' linear
+    positions in the table: one M^2 index array, not two."""
+    ny, nx2 = (w_offsets.shape[0] + 1) // 2, w_offsets.shape[1]
+    lin = native_index[:, 0] * nx2 + native_index[:, 1]
+    centre = (ny - 1) * nx2 + (nx2 - 1) // 2
+    return np.take(w_offsets.ravel(), (centre + lin)[:, None] - lin[None, :])
 
 
 @implements("w_tilde", "offsets")
@@ -184,9 +185,23 @@ def w_tilde_offsets(uv, noise, pixel_scale, shape_native, native_index):
     See reference.w_tilde and reference.w_offsets for the math.
 
     Cost: Ny (2Nx-1) K cosines + M^2 gathered reads; memory M^2 floats plus
-    two M^2 int64 index arrays.
+    one M^2 int64 index array.
     """
     return _gather(_half_offsets(uv, noise, pixel_scale, shape_native), native_index)
+
+
+@implements("w_tilde", "nufft")
+def w_tilde_nufft(uv, noise, pixel_scale, shape_native, native_index):
+    """W gathered from the offset table made by one NUFFT ("nufft" w_offsets):
+    the seeds' "compact expanded" with the table's K cosines sums replaced.
+
+    See reference.w_tilde and reference.w_offsets for the math; accuracy:
+    :data:`NUFFT_EPS`.
+
+    Cost: the NUFFT (O(K w^2) + an FFT of ~4 (2Ny-1)(2Nx-1) points) + M^2
+    gathered reads; memory M^2 floats plus one M^2 int64 index array.
+    """
+    return _gather(w_offsets_nufft(uv, noise, pixel_scale, shape_native), native_index)
 
 
 @implements("w_tilde_from_offsets", "gather")
@@ -195,7 +210,7 @@ def w_tilde_from_offsets_gather(w_offsets, native_index):
 
     See reference.w_tilde_from_offsets.
 
-    Cost: M^2 reads and writes; memory M^2 floats plus two M^2 int64 indexes.
+    Cost: M^2 reads and writes; memory M^2 floats plus one M^2 int64 index.
     """
     return _gather(w_offsets, native_index)
 
