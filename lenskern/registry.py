@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from lenskern import validate
 
 #: The kernels of SPEC section 2, in pipeline order.
@@ -172,7 +174,14 @@ def implementations(kernel: str) -> Implementations:
 #: README; ``compute`` takes the first that is installed and whose inputs
 #: were given.
 RECOMMENDED = {
-    "w_tilde": ("numba.offsets", "numpy.gemm", "numpy.offsets", "jax.gemm", "reference.direct"),
+    "w_tilde": (
+        "numpy.nufft",
+        "numba.offsets",
+        "numpy.gemm",
+        "numpy.offsets",
+        "jax.gemm",
+        "reference.direct",
+    ),
     # NUFFT first: measured 72x (offset table) and 35x (dirty image) faster
     # than the direct Numba sums at `small`, 470x and 190x at `seed-1core`
     # (one thread); only at `tiny` (under a millisecond) is direct faster.
@@ -213,16 +222,18 @@ RECOMMENDED = {
 #: Why RECOMMENDED's first choice leads, from the measurements in the README
 #: (`small` tier, one thread, unless said); the README's table shows these.
 WHY = {
-    "w_tilde": "numba.offsets: expands the half table, no M^2 K sum; ties numpy.gemm on 1 thread, 2x on 2",
+    "w_tilde": "numpy.nufft: the NUFFT table, then one gather; ~80x numba.offsets (the seeds' compact "
+    "expanded) at seed-1core",
     "w_offsets": "numpy.nufft: one type-1 NUFFT; 73x the direct half table at small, ~500x at seed-1core; "
     "a direct sum below NUFFT_MIN_TERMS",
-    "w_tilde_from_offsets": "numba.gather: a parallel memory-bound write; 4.5x NumPy's fancy indexing",
+    "w_tilde_from_offsets": "numba.gather: a parallel write, one subtraction per entry, huge pages; ~2x "
+    "NumPy's np.take at seed-1core",
     "dirty_image": "numpy.nufft: one type-3 NUFFT; 26x the direct sum at small, ~300x at seed-1core; "
     "a direct sum below NUFFT_MIN_TERMS",
     "mapping_matrix": "numba.scatter: 3x NumPy's fancy-index scatter",
     "data_vector": "numba.sparse: T^T d over the B slots, no (M, S) matrix",
-    "curvature_matrix": "numba.tiled: W never formed, half the pairs by symmetry; ~2x numpy.sparse (which "
-    "needs W) and ~5x numba.sparse at seed-1core on 1 thread",
+    "curvature_matrix": "numba.tiled: W never formed, half the pairs by symmetry; 2.2x numpy.sparse (which "
+    "needs W) and 5x numba.sparse at seed-1core on 1 thread; numpy.dense first when B > S/5",
     "regularization_matrix": "numba.loop: 3x NumPy's scatter",
     "reconstruction": "numpy.cholesky: LAPACK; numba.cholesky is 1.25x faster only at small S",
     "noise_normalization": "numpy.vector: one pass, as fast as the compiled loop",
@@ -261,12 +272,36 @@ def _worth_it(impl: Implementation, inputs: Mapping[str, Any]) -> bool:
     return terms is None or terms >= NUFFT_MIN_TERMS
 
 
+#: A mapping with more slots than this fraction of the source pixels is
+#: nearly dense, and then T^T (W T) by BLAS beats every sparse algorithm:
+#: numpy.dense ~47 GFLOP/s against numba.tiled's ~2.4e9 updates/s, so dense
+#: wins for B > ~S/5 (measured at seed-gpu, B = S = 256: 14 ms against 65 ms;
+#: at seed-1core, B = 3: 184 ms against 10 ms).
+DENSE_MAPPING_FRACTION = 0.2
+
+
+def _order(kernel: str, inputs: Mapping[str, Any]) -> list[str]:
+    """RECOMMENDED[kernel], with the dense curvature first for dense mappings."""
+    names = list(RECOMMENDED[kernel])
+    if kernel == "curvature_matrix":
+        try:
+            dense = np.shape(inputs["pix_indexes"])[1] > DENSE_MAPPING_FRACTION * int(inputs["n_sources"])
+        except (KeyError, IndexError, TypeError, ValueError):
+            dense = False
+        if dense:
+            names.remove("numpy.dense")
+            names.insert(0, "numpy.dense")
+    return names
+
+
 def recommended(kernel: str, inputs: Mapping[str, Any]) -> Implementation:
     """The preferred implementation of ``kernel`` that can run on ``inputs``,
-    at their size: RECOMMENDED's order, less those that do not pay off there."""
+    at their size: RECOMMENDED's order (a dense curvature first for a dense
+    mapping), less those that do not pay off there."""
     found = implementations(kernel)
-    candidates = [found[n] for n in RECOMMENDED[kernel] if n in found]
-    candidates += [i for n, i in found.items() if n not in RECOMMENDED[kernel]]
+    order = _order(kernel, inputs)
+    candidates = [found[n] for n in order if n in found]
+    candidates += [i for n, i in found.items() if n not in order]
     for impl in candidates:
         if all(name in inputs for name in impl.inputs) and _worth_it(impl, inputs):
             return impl

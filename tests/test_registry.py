@@ -108,3 +108,17 @@ def test_import_changes_no_global_configuration():
         "assert not jax.config.jax_enable_x64"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_curvature_choice_follows_the_mapping_density():
+    """Dense mappings (B > S/5) go to BLAS when W and T are given; sparse
+    ones, or no W, to the tiled algorithm that never forms W."""
+    dense = lk.make_problem(dict(shape_native=(5, 6), K=10, S=4, B=4, P=2), seed=1)
+    sparse = lk.make_problem(dict(shape_native=(5, 6), K=10, S=40, B=3, P=2), seed=1)
+    for problem, with_w in ((dense, "numpy.dense"), (sparse, "numba.tiled")):
+        inputs = dict(problem, w_offsets=lk.compute("w_offsets", **problem))
+        inputs.update(w_tilde=lk.compute("w_tilde_from_offsets", **inputs))
+        inputs.update(mapping_matrix=lk.compute("mapping_matrix", **inputs))
+        assert registry.recommended("curvature_matrix", inputs).name == with_w
+        del inputs["w_tilde"]
+        assert registry.recommended("curvature_matrix", inputs).name == "numba.tiled"

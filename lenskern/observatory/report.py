@@ -106,21 +106,22 @@ def _ratio(seconds: float, fastest: float) -> str:
     return f"{_time(seconds)} ({'>1000' if ratio > 1000 else f'{ratio:.2f}'})"
 
 
-def table(kernel: str, found: list[Row], settings: list[str]) -> str:
-    """Markdown in the seeds' format: time (ratio to the fastest) per thread setting."""
+def table(kernel: str, found: list[Row], settings: list[str], profile: bool = True) -> str:
+    """Markdown in the seeds' format: time (ratio to the fastest) per thread
+    setting; with ``profile``, also memory, first call and error."""
     headers = [f"time, {'1 thread' if t == '1' else f'{t} threads'} (ratio)" for t in settings]
-    lines = [
-        f"#### {kernel}",
-        "",
-        "| implementation | " + " | ".join(headers) + " | kernel peak memory | first call | max rel. error |",
-        "| --- |" + " --- |" * (len(settings) + 3),
-    ]
+    if profile:
+        headers += ["kernel peak memory", "first call", "max rel. error"]
+    lines = [f"#### {kernel}", "", "| implementation | " + " | ".join(headers) + " |",
+             "| --- |" + " --- |" * len(headers)]  # fmt: skip
     fastest = {t: min((r.seconds.get(t, math.inf) for r in found), default=math.nan) for t in settings}
     for row in found:
-        times = " | ".join(_ratio(row.seconds.get(t, math.nan), fastest[t]) for t in settings)
-        first = "n/a" if math.isnan(row.first_call_seconds) else _time(row.first_call_seconds)
-        error = "n/a" if math.isnan(row.max_relative_error) else f"{row.max_relative_error:.1e}"
-        lines.append(f"| {row.implementation} | {times} | {_bytes(row.peak_bytes)} | {first} | {error} |")
+        cells = [_ratio(row.seconds.get(t, math.nan), fastest[t]) for t in settings]
+        if profile:
+            first = "n/a" if math.isnan(row.first_call_seconds) else _time(row.first_call_seconds)
+            error = "n/a" if math.isnan(row.max_relative_error) else f"{row.max_relative_error:.1e}"
+            cells += [_bytes(row.peak_bytes), first, error]
+        lines.append(f"| {row.implementation} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
