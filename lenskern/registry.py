@@ -232,8 +232,8 @@ WHY = {
     "a direct sum below NUFFT_MIN_TERMS",
     "mapping_matrix": "numba.scatter: 3x NumPy's fancy-index scatter",
     "data_vector": "numba.sparse: T^T d over the B slots, no (M, S) matrix",
-    "curvature_matrix": "numba.tiled: W never formed, half the pairs by symmetry; 2.2x numpy.sparse (which "
-    "needs W) and 5x numba.sparse at seed-1core on 1 thread; numpy.dense first when B > S/5",
+    "curvature_matrix": "numba.tiled: W never formed, half the pairs by symmetry, vectorised row runs; ~3x "
+    "numpy.sparse (which needs W), ~8x numba.sparse at seed-1core on 1 thread; numpy.dense when B > S/5",
     "regularization_matrix": "numba.loop: 3x NumPy's scatter",
     "reconstruction": "numpy.cholesky: LAPACK; numba.cholesky is 1.25x faster only at small S",
     "noise_normalization": "numpy.vector: one pass, as fast as the compiled loop",
@@ -274,9 +274,9 @@ def _worth_it(impl: Implementation, inputs: Mapping[str, Any]) -> bool:
 
 #: A mapping with more slots than this fraction of the source pixels is
 #: nearly dense, and then T^T (W T) by BLAS beats every sparse algorithm:
-#: numpy.dense ~47 GFLOP/s against numba.tiled's ~2.4e9 updates/s, so dense
+#: numpy.dense ~47 GFLOP/s against numba.tiled's ~2-4e9 updates/s, so dense
 #: wins for B > ~S/5 (measured at seed-gpu, B = S = 256: 14 ms against 65 ms;
-#: at seed-1core, B = 3: 184 ms against 10 ms).
+#: at seed-1core, B = 3: 184 ms against 6-10 ms).
 DENSE_MAPPING_FRACTION = 0.2
 
 

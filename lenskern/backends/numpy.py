@@ -408,9 +408,11 @@ def evidence_from_parts(curvature, regularization, data, chi2_data, noise_normal
 
     Cost: 2 S^3 / 3 flops (two Cholesky factorisations) + 2 S^2; memory S^2.
     """
-    chol_h = scipy.linalg.cholesky(regularization, lower=True)
-    chol_fh = scipy.linalg.cho_factor(curvature + regularization, lower=True)
-    source = scipy.linalg.cho_solve(chol_fh, data)
+    # check_finite=False: F, H and D come from validated inputs, and the
+    # checks cost a third of the two factorisations at S = 256.
+    chol_h = scipy.linalg.cholesky(regularization, lower=True, check_finite=False)
+    chol_fh = scipy.linalg.cho_factor(curvature + regularization, lower=True, check_finite=False)
+    source = scipy.linalg.cho_solve(chol_fh, data, check_finite=False)
     return float(
         -0.5 * (chi2_data - source @ data + noise_normalization)
         + np.sum(np.log(np.diag(chol_h)))
