@@ -14,7 +14,7 @@ import scipy.linalg
 import scipy.sparse
 
 from lenskern.backends.reference import RIDGE
-from lenskern.registry import implements
+from lenskern.registry import NUFFT_MIN_TERMS, implements
 from lenskern.validate import ARCSEC_TO_RADIANS
 
 TWO_PI = 2.0 * np.pi
@@ -437,16 +437,21 @@ def log_evidence_raw(
     pix_weights, n_sources, neighbors, neighbors_sizes, coefficient,
 ):  # fmt: skip
     """The whole evidence from raw inputs: offset table and dirty image by
-    NUFFT, sparse data vector and FFT curvature, never forming W and never
-    looping over K per pixel.
+    NUFFT (direct sums below NUFFT_MIN_TERMS), sparse data vector and FFT
+    curvature, never forming W and never looping over K per pixel.
 
     See reference.log_evidence for the math; accuracy: :data:`NUFFT_EPS`.
 
     Cost: O(K w^2 + Ny Nx log(Ny Nx)) for the NUFFTs, then
     O(S Ny Nx log(Ny Nx) + S^3); memory M S + S^2 floats.
     """
-    table = w_offsets_nufft(uv, noise, pixel_scale, shape_native)
-    dirty = dirty_image_nufft(grid, uv, noise, visibilities)
+    # Direct sums below NUFFT_MIN_TERMS, as compute() chooses: faster there,
+    # and exact where a nearly singular F + H would magnify a NUFFT's error.
+    ny, nx = shape_native
+    direct = (2 * ny - 1) * (2 * nx - 1) * len(uv) < NUFFT_MIN_TERMS
+    table = (_half_offsets if direct else w_offsets_nufft)(uv, noise, pixel_scale, shape_native)
+    direct = len(grid) * len(uv) < NUFFT_MIN_TERMS
+    dirty = (dirty_image_gemv if direct else dirty_image_nufft)(grid, uv, noise, visibilities)
     return log_evidence_offsets(
         table, native_index, dirty, visibilities, noise, pix_indexes, pix_weights, n_sources,
         neighbors, neighbors_sizes, coefficient,
