@@ -239,8 +239,8 @@ WHY = {
     "noise_normalization": "numpy.vector: one pass, as fast as the compiled loop",
     "log_evidence": "numba.offsets: the precomputed table and dirty image, tiled curvature (lk.Likelihood "
     "runs the same per call)",
-    "quadratic_formula": "numba.parallel: one fused pass over both cores",
-    "fma": "numba.parallel: one fused pass, no temporaries",
+    "quadratic_formula": "numba.parallel: one fused, vectorised pass; 4.7x NumPy on one thread at 5e6",
+    "fma": "numba.parallel: four arrays per vectorised pass, no temporaries; 4x NumPy on one thread at 5e6",
     "fused_expression": "numba.parallel: one fused pass over both cores",
 }
 
