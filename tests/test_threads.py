@@ -60,3 +60,16 @@ def test_requested_thread_count(value, expected):
 def test_bad_thread_count_is_named(value):
     with pytest.raises(ValueError, match="LENSKERN_NUM_THREADS"):
         threads.requested(value)
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_idle_openmp_threads_sleep_unless_the_user_says(preset, expected):
+    env = dict(os.environ, LENSKERN_NUM_THREADS="all")
+    env.pop("OMP_WAIT_POLICY", None)
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    probe = "import os, lenskern; print(os.environ.get('OMP_WAIT_POLICY'))"
+    output = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert output.stdout.strip() == (expected if len(threads.available_cpus()) > 1 else str(preset))
