@@ -182,16 +182,14 @@ RECOMMENDED = {
         "jax.gemm",
         "reference.direct",
     ),
-    # NUFFT first: measured 72x (offset table) and 35x (dirty image) faster
-    # than the direct Numba sums at `small`, 470x and 190x at `seed-1core`
-    # (one thread); only at `tiny` (under a millisecond) is direct faster.
+    # NUFFT first, down to NUFFT_MIN_TERMS (the measured ratios are in WHY).
     "w_offsets": ("numpy.nufft", "numba.half", "numpy.half", "jax.half", "reference.direct"),
     "w_tilde_from_offsets": ("numba.gather", "numpy.gather", "jax.gather", "reference.gather"),
     "dirty_image": ("numpy.nufft", "numpy.gemv", "numba.direct", "jax.gemv", "reference.direct"),
     "mapping_matrix": ("numba.scatter", "numpy.scatter", "jax.scatter", "reference.loop"),
     "data_vector": ("numba.sparse", "numpy.sparse", "numpy.dense", "jax.sparse", "reference.loop"),
-    # "tiled" never forms W and was the fastest at every size measured
-    # (README); with only W at hand, SciPy's sparse product beats Numba's.
+    # "tiled" never forms W and was the fastest for sparse mappings (dense
+    # ones: _order); with only W at hand, SciPy's sparse product beats Numba's.
     "curvature_matrix": (
         "numba.tiled",
         "numpy.sparse",
@@ -264,12 +262,16 @@ def _direct_terms(kernel: str, inputs: Mapping[str, Any]) -> int | None:
         return None
 
 
-def _worth_it(impl: Implementation, inputs: Mapping[str, Any]) -> bool:
-    """Whether ``impl`` pays off at the size of ``inputs`` (see NUFFT_MIN_TERMS)."""
-    if impl.algorithm != "nufft":
-        return True
-    terms = _direct_terms(impl.kernel, inputs)
+def nufft_pays(kernel: str, inputs: Mapping[str, Any]) -> bool:
+    """Whether a NUFFT beats the direct sum over K for ``kernel`` at the size
+    of ``inputs`` (see NUFFT_MIN_TERMS); True when the inputs do not say."""
+    terms = _direct_terms(kernel, inputs)
     return terms is None or terms >= NUFFT_MIN_TERMS
+
+
+def _worth_it(impl: Implementation, inputs: Mapping[str, Any]) -> bool:
+    """Whether ``impl`` pays off at the size of ``inputs``."""
+    return impl.algorithm != "nufft" or nufft_pays(impl.kernel, inputs)
 
 
 #: A mapping with more slots than this fraction of the source pixels is

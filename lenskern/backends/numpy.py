@@ -14,7 +14,7 @@ import scipy.linalg
 import scipy.sparse
 
 from lenskern.backends.reference import RIDGE
-from lenskern.registry import NUFFT_MIN_TERMS, implements
+from lenskern.registry import implements, nufft_pays
 from lenskern.validate import ARCSEC_TO_RADIANS
 
 TWO_PI = 2.0 * np.pi
@@ -452,11 +452,13 @@ def log_evidence_raw(
     """
     # Direct sums below NUFFT_MIN_TERMS, as compute() chooses: faster there,
     # and exact where a nearly singular F + H would magnify a NUFFT's error.
-    ny, nx = shape_native
-    direct = (2 * ny - 1) * (2 * nx - 1) * len(uv) < NUFFT_MIN_TERMS
-    table = (_half_offsets if direct else w_offsets_nufft)(uv, noise, pixel_scale, shape_native)
-    direct = len(grid) * len(uv) < NUFFT_MIN_TERMS
-    dirty = (dirty_image_gemv if direct else dirty_image_nufft)(grid, uv, noise, visibilities)
+    sizes = dict(uv=uv, shape_native=shape_native, grid=grid)
+    table = (w_offsets_nufft if nufft_pays("w_offsets", sizes) else _half_offsets)(
+        uv, noise, pixel_scale, shape_native
+    )
+    dirty = (dirty_image_nufft if nufft_pays("dirty_image", sizes) else dirty_image_gemv)(
+        grid, uv, noise, visibilities
+    )
     return log_evidence_offsets(
         table, native_index, dirty, visibilities, noise, pix_indexes, pix_weights, n_sources,
         neighbors, neighbors_sizes, coefficient,

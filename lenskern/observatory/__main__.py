@@ -30,7 +30,7 @@ from pathlib import Path
 
 from lenskern.observatory import alert, seeds
 from lenskern.observatory.offline import make_offline
-from lenskern.observatory.report import report, result_files
+from lenskern.observatory.report import report, results_by_threads
 
 RESULTS = Path(".asv/results")
 HTML = Path(".asv/html")
@@ -121,13 +121,8 @@ def seeds_job(machine: str, tiers: list[str]) -> None:
     code = _asv("run", "HEAD^!", "--machine", machine, "--show-stderr", "--config", str(config),
                 "-b", seeds.bench_regex(kernels), check=False)  # fmt: skip
     _step("the seeds' tables")
-    by_tier = {}
-    for path in result_files(SEEDS / "results", machine, commit):
-        data = json.loads(path.read_text())
-        threads = data.get("env_vars", {}).get("LENSKERN_NUM_THREADS", "unpinned")
-        for tier in tiers:
-            by_tier.setdefault(tier, {})[threads] = data["results"]
-    print(seeds.tables(by_tier, SEEDS), flush=True)
+    by_threads = results_by_threads(SEEDS / "results", machine, commit)
+    print(seeds.tables(dict.fromkeys(tiers, by_threads), SEEDS), flush=True)
     print(f"\ntables and charts: {(SEEDS / 'seeds.md').resolve()}", flush=True)
     print(f"done in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     if code != 0:

@@ -125,13 +125,19 @@ def table(kernel: str, found: list[Row], settings: list[str], profile: bool = Tr
     return "\n".join(lines)
 
 
-def report(results_dir: Path, machine: str, commit: str, tier: str = "small") -> str:
-    """Every kernel's table, both thread settings side by side, for one commit."""
+def results_by_threads(results_dir: Path, machine: str, commit: str) -> dict[str, dict]:
+    """{LENSKERN_NUM_THREADS: that environment's asv results} of one commit."""
     by_threads = {}
     for path in result_files(results_dir, machine, commit):
         data = json.loads(path.read_text())
         threads = data.get("env_vars", {}).get("LENSKERN_NUM_THREADS", "unpinned")
         by_threads[threads] = data["results"]
+    return by_threads
+
+
+def report(results_dir: Path, machine: str, commit: str, tier: str = "small") -> str:
+    """Every kernel's table, both thread settings side by side, for one commit."""
+    by_threads = results_by_threads(results_dir, machine, commit)
     if not by_threads:
         return f"no results for commit {commit[:8]} on machine {machine!r} in {results_dir}"
     settings = sorted(by_threads, key=lambda t: (t != "1", t))
