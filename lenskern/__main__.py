@@ -12,17 +12,16 @@ from lenskern import registry
 
 
 def implementation_table() -> str:
-    """Markdown: one row per kernel, one column per backend, algorithm names."""
+    """Markdown: one row per kernel, one column per backend, the algorithms
+    each defines (whether or not its device is here)."""
     header = "| kernel | " + " | ".join(registry.BACKENDS) + " |"
     lines = [header, "|" + " --- |" * (len(registry.BACKENDS) + 1)]
     for kernel in registry.KERNELS + registry.EXAMPLES:
-        found = registry.implementations(kernel)
         cells = []
         for backend in registry.BACKENDS:
-            names = [i.algorithm for i in found.values() if i.backend == backend]
-            cells.append(
-                ", ".join(f"`{n}`" for n in names) or f"n/a ({found.missing.get(backend, 'not registered')})"
-            )
+            names = registry.declared(kernel, backend)
+            why = registry.NOT_IMPLEMENTED.get((kernel, backend), "its library is not installed here")
+            cells.append(", ".join(f"`{n}`" for n in names) or f"n/a ({why})")
         lines.append(f"| `{kernel}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

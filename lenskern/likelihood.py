@@ -87,9 +87,9 @@ class Likelihood:
 
         Takes any superset of ``CALL_INPUTS``; only those are validated.
 
-        Cost: the recommended curvature (Numba "tiled": M^2 B / 2 + M B S
-        multiply-adds, W never formed), M B for D, S P for H and 2 S^3 / 3
-        for the two Cholesky factorisations; memory O(S^2) per thread.
+        Cost: the chosen curvature implementation's (``registry.RECOMMENDED``
+        or ``impl``; its docstring and ``Implementation.cost`` say), M B for
+        D, S P for H and 2 S^3 / 3 for the two Cholesky factorisations.
         """
         missing = [name for name in CALL_INPUTS if name not in inputs]
         if missing:

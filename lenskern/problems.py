@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lenskern.validate import ARCSEC_TO_RADIANS
+from lenskern.conventions import ARCSEC_TO_RADIANS, pixel_centres
 
 #: SPEC section 4. ``N`` is the grid side (or give ``shape_native``), ``K``
 #: visibilities, ``B`` mapping slots per image pixel, ``P`` neighbour slots,
@@ -69,8 +69,7 @@ def make_problem(preset_or_sizes: str | dict[str, Any] = "tiny", seed: int = 0) 
     native_index = np.argwhere(~mask).astype(np.int64)
     pixel_scale = float(options["pixel_scale"])
     d = pixel_scale * ARCSEC_TO_RADIANS
-    rows, cols = native_index[:, 0], native_index[:, 1]
-    grid = np.stack([-(rows - (ny - 1) / 2) * d, (cols - (nx - 1) / 2) * d], axis=1)
+    grid = pixel_centres(native_index, (ny, nx), pixel_scale)
 
     # uv coverage reaching 0.4 cycles per pixel: below Nyquist, so the image
     # grid resolves every baseline.

@@ -1,9 +1,20 @@
-"""The one registry that tests, benchmarks and the README table all walk.
+"""The one registry that tests, benchmarks and the README tables all walk.
 
-Each backend module (``lenskern/backends/<backend>.py``) decorates its
-kernels with :func:`implements`. The backends are imported lazily, the first
-time the registry is asked: a backend whose library is not installed is
-recorded in :data:`UNAVAILABLE` with the reason, never an import error.
+A backend is one module plus one entry in :data:`BACKENDS`, which declares
+its name and its device. The module decorates each kernel with
+:func:`implements`, declaring there, beside the definition, everything known
+about it: kernel, algorithm, cost model and whether it is its kernel's oracle
+for sizes where the reference is too slow. A module may also define
+
+- ``unavailable(device) -> str | None``: why it cannot run on ``device`` here
+  (a library that imports but finds no GPU), or None;
+- ``on_device(function, device) -> function``: the function as run on
+  ``device`` (JAX places inputs, switches on float64 and returns to the
+  host there), so one module's kernels register once per device.
+
+Backends load lazily, the first time the registry is asked. One that cannot
+run here, for want of a library or of a device, is "missing, with the reason"
+(:data:`UNAVAILABLE`, ``implementations(k).missing``), never an import error.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from lenskern import validate
+from lenskern import conventions, validate
 
 #: The kernels of SPEC section 2, in pipeline order.
 KERNELS = (
@@ -36,14 +47,42 @@ KERNELS = (
 #: The small JIT examples of the seeds, kept as kernels on every backend.
 EXAMPLES = ("quadratic_formula", "fma", "fused_expression")
 
-#: Backends in the order they are shown; ``reference`` is the oracle.
-BACKENDS = ("reference", "numpy", "numba", "jax")
+#: Earlier kernels' outputs that later kernels take as inputs, in the order
+#: each can be built from the problem and the ones before it.
+INTERMEDIATES = (
+    "w_tilde",
+    "w_offsets",
+    "dirty_image",
+    "mapping_matrix",
+    "data_vector",
+    "curvature_matrix",
+    "regularization_matrix",
+)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a backend's kernels are defined, and the device they run on."""
+
+    module: str
+    device: str = "cpu"  # "cpu" or "gpu"
+
+
+#: Backends in the order they are shown; ``reference`` is the oracle. The
+#: JAX kernels are written once and registered once per device.
+BACKENDS: dict[str, Backend] = {
+    "reference": Backend("lenskern.backends.reference"),
+    "numpy": Backend("lenskern.backends.numpy"),
+    "numba": Backend("lenskern.backends.numba"),
+    "jax": Backend("lenskern.backends.jax"),
+    "jax_gpu": Backend("lenskern.backends.jax", device="gpu"),
+}
 
 #: (kernel, backend) pairs deliberately not implemented, with the reason.
 #: A test fails if a pair is neither registered nor listed here.
 NOT_IMPLEMENTED: dict[tuple[str, str], str] = {}
 
-#: Backends that could not be imported here, with the reason.
+#: Backends that cannot run here, with the reason.
 UNAVAILABLE: dict[str, str] = {}
 
 #: Relative tolerance of every implementation against ``reference``, per kernel
@@ -52,12 +91,39 @@ UNAVAILABLE: dict[str, str] = {}
 #: to near zero, where only a tolerance on the scale of the array is meaningful.
 TOLERANCE = dict.fromkeys(KERNELS + EXAMPLES, 1e-9)
 
-_REGISTRY: dict[str, dict[str, Implementation]] = {k: {} for k in KERNELS + EXAMPLES}
+#: Rough single-core rates of the kinds of operation a cost model counts:
+#: interpreted Python operations, transcendental calls (cos, sin, exp) and
+#: multiply-adds. Only the order of magnitude matters: the benchmarks use it
+#: to skip calls that would take minutes.
+RATE = {"python": 3e6, "trig": 5e7, "flop": 5e9}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """The docstring's "Cost" line as a function: ``operations(**sizes)``
+    counts operations of one ``kind`` (a key of :data:`RATE`) for the sizes
+    by symbol (M, K, S, B, P, Ny, Nx; n and W for the examples)."""
+
+    kind: str
+    operations: Callable[..., float]
+
+    def __post_init__(self) -> None:
+        if self.kind not in RATE:
+            raise ValueError(f"cost kind {self.kind!r}: expected one of {sorted(RATE)}")
+
+    def seconds(self, sizes: Mapping[str, Any]) -> float:
+        """Estimated seconds of one call on one core."""
+        return float(self.operations(**sizes)) / RATE[self.kind]
+
+
+def table_size(Ny: int, Nx: int) -> int:  # noqa: N803  the symbols of SPEC section 4
+    """Entries of the offset table, (2Ny-1)(2Nx-1)."""
+    return (2 * Ny - 1) * (2 * Nx - 1)
 
 
 @dataclass(frozen=True)
 class Implementation:
-    """One way to compute one kernel on one backend.
+    """One way to compute one kernel on one backend, and all that is known of it.
 
     ``function`` takes canonical inputs (SPEC section 1, or earlier kernels'
     outputs) by keyword and assumes they were validated; calling the
@@ -69,6 +135,11 @@ class Implementation:
     algorithm: str
     function: Callable[..., Any] = field(repr=False)
     inputs: tuple[str, ...]
+    cost: Cost = field(repr=False)
+    device: str = "cpu"
+    #: The implementation large tiers check the others against, where the
+    #: reference would take minutes (one per kernel, on NumPy).
+    oracle: bool = False
 
     @property
     def name(self) -> str:
@@ -78,6 +149,9 @@ class Implementation:
     def summary(self) -> str:
         doc = inspect.getdoc(self.function) or ""
         return doc.splitlines()[0] if doc else ""
+
+    def estimated_seconds(self, sizes: Mapping[str, Any]) -> float:
+        return self.cost.seconds(sizes)
 
     def bind(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Select, check and convert the inputs this implementation takes."""
@@ -99,25 +173,44 @@ class Implementations(dict):
     missing: dict[str, str]
 
 
-def implements(kernel: str, algorithm: str) -> Callable[[Callable], Callable]:
-    """Register the decorated function as ``<backend>.<algorithm>`` of ``kernel``.
+@dataclass(frozen=True)
+class _Definition:
+    kernel: str
+    algorithm: str
+    function: Callable[..., Any]
+    inputs: tuple[str, ...]
+    cost: Cost
+    oracle: bool
 
-    The backend is the name of the defining module in ``lenskern.backends``;
-    the inputs are the function's parameter names, which must be canonical.
+
+#: module name -> the kernels it defines, in definition order.
+_DEFINITIONS: dict[str, list[_Definition]] = {}
+_REGISTRY: dict[str, dict[str, Implementation]] = {k: {} for k in KERNELS + EXAMPLES}
+
+
+def implements(kernel: str, algorithm: str, cost: Cost, oracle: bool = False) -> Callable:
+    """Declare the decorated function as the ``algorithm`` of ``kernel``.
+
+    Its inputs are its parameter names, which must be canonical; ``cost`` is
+    its docstring's cost line as a :class:`Cost`; ``oracle`` marks the
+    implementation large benchmark tiers check the others against. It is
+    registered as ``<backend>.<algorithm>`` under every backend of
+    :data:`BACKENDS` whose module defines it, when that backend loads.
     """
     if kernel not in _REGISTRY:
         raise ValueError(f"unknown kernel {kernel!r}")
+    if not isinstance(cost, Cost):
+        raise TypeError(f"{kernel}.{algorithm}: cost must be a registry.Cost")
 
     def decorate(function: Callable) -> Callable:
-        backend = function.__module__.rsplit(".", 1)[-1]
         inputs = tuple(inspect.signature(function).parameters)
         unknown = set(inputs) - set(validate.SPECS)
         if unknown:
             raise ValueError(f"{function.__qualname__}: non-canonical input(s) {sorted(unknown)}")
-        impl = Implementation(kernel, backend, algorithm, function, inputs)
-        if impl.name in _REGISTRY[kernel]:
-            raise ValueError(f"{kernel}: {impl.name} registered twice")
-        _REGISTRY[kernel][impl.name] = impl
+        defined = _DEFINITIONS.setdefault(function.__module__, [])
+        if any(d.kernel == kernel and d.algorithm == algorithm for d in defined):
+            raise ValueError(f"{kernel}: {algorithm} defined twice in {function.__module__}")
+        defined.append(_Definition(kernel, algorithm, function, inputs, cost, oracle))
         return function
 
     return decorate
@@ -127,29 +220,47 @@ _loaded_backends: set[str] = set()
 
 
 def load_backend(backend: str) -> bool:
-    """Import one backend once; record the reason if its library is missing."""
+    """Load one backend once: import its module, ask whether it can run here,
+    and register its kernels; record the reason if it cannot run."""
     if backend not in _loaded_backends:
         _loaded_backends.add(backend)
+        declared = BACKENDS[backend]
         try:
-            importlib.import_module(f"lenskern.backends.{backend}")
+            module = importlib.import_module(declared.module)
         except ImportError as error:
             if (error.name or "").startswith("lenskern"):
                 raise  # a bug in lenskern, not a missing library
             UNAVAILABLE[backend] = f"{backend} needs a library that is not installed: {error}"
+            return False
+        check = getattr(module, "unavailable", None)
+        reason = check(declared.device) if check else None
+        if reason:
+            UNAVAILABLE[backend] = reason
+            return False
+        place = getattr(module, "on_device", None)
+        for d in _DEFINITIONS.get(declared.module, ()):
+            function = place(d.function, declared.device) if place else d.function
+            impl = Implementation(d.kernel, backend, d.algorithm, function, d.inputs, d.cost,
+                                  declared.device, d.oracle)  # fmt: skip
+            _REGISTRY[d.kernel][impl.name] = impl
     return backend not in UNAVAILABLE
 
 
 def load_backends() -> None:
-    """Import every backend once; record those whose library is missing."""
+    """Load every backend once; record those that cannot run here."""
     for backend in BACKENDS:
         load_backend(backend)
 
 
-def implementation(kernel: str, name: str) -> Implementation:
-    """One implementation by name, importing only its backend (a benchmark
-    process needs one backend, and NumPy, Numba and JAX each take a while)."""
+def _check_kernel(kernel: str) -> None:
     if kernel not in _REGISTRY:
         raise ValueError(f"kernel: unknown kernel {kernel!r}; expected one of {KERNELS + EXAMPLES}")
+
+
+def implementation(kernel: str, name: str) -> Implementation:
+    """One implementation by name, loading only its backend (a benchmark
+    process needs one backend, and NumPy, Numba and JAX each take a while)."""
+    _check_kernel(kernel)
     backend = name.split(".", 1)[0]
     if backend in BACKENDS and not load_backend(backend):
         raise ValueError(f"impl: {name} is unavailable here ({UNAVAILABLE[backend]})")
@@ -161,8 +272,7 @@ def implementation(kernel: str, name: str) -> Implementation:
 
 def implementations(kernel: str) -> Implementations:
     """All registered implementations of ``kernel`` that can run here."""
-    if kernel not in _REGISTRY:
-        raise ValueError(f"kernel: unknown kernel {kernel!r}; expected one of {KERNELS + EXAMPLES}")
+    _check_kernel(kernel)
     load_backends()
     found = Implementations(_REGISTRY[kernel])
     found.missing = {b: UNAVAILABLE[b] for b in BACKENDS if b in UNAVAILABLE}
@@ -170,9 +280,24 @@ def implementations(kernel: str) -> Implementations:
     return found
 
 
-#: Preferred implementations, fastest first, from the measurements in the
-#: README; ``compute`` takes the first that is installed and whose inputs
-#: were given.
+def declared(kernel: str, backend: str) -> list[str]:
+    """The algorithms ``backend``'s module defines for ``kernel``, whether or
+    not the backend can run here (none if its module cannot be imported)."""
+    _check_kernel(kernel)
+    load_backend(backend)
+    return [d.algorithm for d in _DEFINITIONS.get(BACKENDS[backend].module, ()) if d.kernel == kernel]
+
+
+def oracle(kernel: str) -> Implementation:
+    """The implementation declared as ``kernel``'s oracle (see :func:`implements`)."""
+    (found,) = [impl for impl in implementations(kernel).values() if impl.oracle]
+    return found
+
+
+#: Preferred implementations, fastest first, from the main job's tables (the
+#: README's "measured" table holds the ratios, with machine and commit);
+#: ``compute`` takes the first that is installed, whose inputs were given and
+#: that pays off at their size.
 RECOMMENDED = {
     "w_tilde": (
         "numpy.nufft",
@@ -182,14 +307,12 @@ RECOMMENDED = {
         "jax.gemm",
         "reference.direct",
     ),
-    # NUFFT first, down to NUFFT_MIN_TERMS (the measured ratios are in WHY).
     "w_offsets": ("numpy.nufft", "numba.half", "numpy.half", "jax.half", "reference.direct"),
     "w_tilde_from_offsets": ("numba.gather", "numpy.gather", "jax.gather", "reference.gather"),
     "dirty_image": ("numpy.nufft", "numpy.gemv", "numba.direct", "jax.gemv", "reference.direct"),
     "mapping_matrix": ("numba.scatter", "numpy.scatter", "jax.scatter", "reference.loop"),
     "data_vector": ("numba.sparse", "numpy.sparse", "numpy.dense", "jax.sparse", "reference.loop"),
-    # "tiled" never forms W and was the fastest for sparse mappings (dense
-    # ones: _order); with only W at hand, SciPy's sparse product beats Numba's.
+    # With only W at hand (no offset table), SciPy's sparse product beats Numba's.
     "curvature_matrix": (
         "numba.tiled",
         "numpy.sparse",
@@ -203,8 +326,8 @@ RECOMMENDED = {
     "reconstruction": ("numpy.cholesky", "numba.cholesky", "jax.cholesky", "reference.cholesky"),
     "noise_normalization": ("numpy.vector", "numba.loop", "jax.vector", "reference.loop"),
     "log_evidence": (
-        "numba.offsets",
-        "numpy.offsets",
+        "numba.tiled",
+        "numpy.fft",
         "numba.raw",
         "numpy.raw",
         "jax.offsets",
@@ -217,80 +340,69 @@ RECOMMENDED = {
 }
 
 
-#: Why RECOMMENDED's first choice leads, from the measurements in the README
-#: (`small` tier, one thread, unless said); the README's table shows these.
+#: Why RECOMMENDED's first choice leads, in words; the measured ratios are in
+#: the README's table generated from saved asv results (machine, commit, tier).
 WHY = {
-    "w_tilde": "numpy.nufft: the NUFFT table, then one gather; ~80x numba.offsets (the seeds' compact "
-    "expanded) at seed-1core",
-    "w_offsets": "numpy.nufft: one type-1 NUFFT; 73x the direct half table at small, ~500x at seed-1core; "
-    "a direct sum below NUFFT_MIN_TERMS",
-    "w_tilde_from_offsets": "numba.gather: a parallel write, one subtraction per entry, huge pages; ~2x "
-    "NumPy's np.take at seed-1core",
-    "dirty_image": "numpy.nufft: one type-3 NUFFT; 26x the direct sum at small, ~300x at seed-1core; "
-    "a direct sum below NUFFT_MIN_TERMS",
-    "mapping_matrix": "numba.scatter: 3x NumPy's fancy-index scatter",
+    "w_tilde": "numpy.nufft: the offset table by one NUFFT, then one gather; no sum over K per pixel pair",
+    "w_offsets": "numpy.nufft: one type-1 NUFFT instead of a sum over K per offset; a direct sum below "
+    "NUFFT_MIN_TERMS",
+    "w_tilde_from_offsets": "numba.gather: a parallel write, one subtraction per entry, huge pages",
+    "dirty_image": "numpy.nufft: one type-3 NUFFT instead of a sum over K per pixel; a direct sum below "
+    "NUFFT_MIN_TERMS",
+    "mapping_matrix": "numba.scatter: one compiled pass over the slots, no fancy-index temporaries",
     "data_vector": "numba.sparse: T^T d over the B slots, no (M, S) matrix",
-    "curvature_matrix": "numba.tiled: W never formed, half the pairs by symmetry, vectorised row runs; ~3x "
-    "numpy.sparse (which needs W), ~8x numba.sparse at seed-1core on 1 thread; numpy.dense when B > S/5",
-    "regularization_matrix": "numba.loop: 3x NumPy's scatter",
-    "reconstruction": "numpy.cholesky: LAPACK; numba.cholesky is 1.25x faster only at small S",
-    "noise_normalization": "numpy.vector: one pass, as fast as the compiled loop",
-    "log_evidence": "numba.offsets: the precomputed table and dirty image, tiled curvature (lk.Likelihood "
+    "curvature_matrix": "numba.tiled: W never formed, half the pairs by symmetry, vectorised row runs; "
+    "numpy.dense when B > S/5",
+    "regularization_matrix": "numba.loop: one compiled pass over the neighbours",
+    "reconstruction": "numpy.cholesky: LAPACK",
+    "noise_normalization": "numpy.vector: one vectorised pass; nothing to compile",
+    "log_evidence": "numba.tiled: the precomputed table and dirty image, tiled curvature (lk.Likelihood "
     "runs the same per call)",
-    "quadratic_formula": "numba.parallel: one fused, vectorised pass; 4.7x NumPy on one thread at 5e6",
-    "fma": "numba.parallel: four arrays per vectorised pass, no temporaries; 4x NumPy on one thread at 5e6",
-    "fused_expression": "numba.parallel: one fused pass over both cores",
+    "quadratic_formula": "numba.parallel: one fused, vectorised pass, no temporaries",
+    "fma": "numba.parallel: four arrays per vectorised pass, no temporaries",
+    "fused_expression": "numba.parallel: one fused pass over every core",
 }
 
-#: Below this many (output entry, visibility) terms a direct sum beats a
-#: NUFFT, whose set-up (FFT plan, spreading kernel) costs ~0.5 ms whatever the
-#: size: measured 0.02 ms direct vs 0.6 ms NUFFT at `tiny` (1.4e3 terms), 94 ms
-#: vs 1.3 ms at `small` (9e6 terms); direct sums run at ~10 ns per term.
-NUFFT_MIN_TERMS = 100_000
+
+def sizes_of(inputs: Mapping[str, Any]) -> dict[str, int]:
+    """The sizes (M, K, Ny, Nx, B, S) that the given inputs show."""
+    sizes = {}
+    for symbol, name, read in (
+        ("M", "grid", len),
+        ("M", "native_index", len),
+        ("K", "uv", len),
+        ("B", "pix_indexes", lambda a: np.shape(a)[1]),
+        ("S", "n_sources", int),
+    ):
+        if name in inputs and symbol not in sizes:
+            sizes[symbol] = read(inputs[name])
+    if "shape_native" in inputs:
+        sizes["Ny"], sizes["Nx"] = (int(n) for n in inputs["shape_native"])
+    return sizes
 
 
-def _direct_terms(kernel: str, inputs: Mapping[str, Any]) -> int | None:
-    """Output entries x visibilities of a direct sum over K, or None if the
-    inputs do not say (they are validated later, by the call)."""
+def _worth_it(impl: Implementation, sizes: Mapping[str, int]) -> bool:
+    """Whether ``impl`` pays off at ``sizes`` (a NUFFT only above NUFFT_MIN_TERMS)."""
+    if impl.algorithm != "nufft":
+        return True
     try:
-        k = len(inputs["uv"])
-        if kernel == "w_offsets":
-            ny, nx = (int(n) for n in inputs["shape_native"])
-            return (2 * ny - 1) * (2 * nx - 1) * k
-        return len(inputs["grid"]) * k
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def nufft_pays(kernel: str, inputs: Mapping[str, Any]) -> bool:
-    """Whether a NUFFT beats the direct sum over K for ``kernel`` at the size
-    of ``inputs`` (see NUFFT_MIN_TERMS); True when the inputs do not say."""
-    terms = _direct_terms(kernel, inputs)
-    return terms is None or terms >= NUFFT_MIN_TERMS
-
-
-def _worth_it(impl: Implementation, inputs: Mapping[str, Any]) -> bool:
-    """Whether ``impl`` pays off at the size of ``inputs``."""
-    return impl.algorithm != "nufft" or nufft_pays(impl.kernel, inputs)
+        return conventions.nufft_pays(impl.kernel, sizes)
+    except KeyError:  # the inputs do not say: let the call decide
+        return True
 
 
 #: A mapping with more slots than this fraction of the source pixels is
-#: nearly dense, and then T^T (W T) by BLAS beats every sparse algorithm:
-#: numpy.dense ~47 GFLOP/s against numba.tiled's ~2-4e9 updates/s, so dense
-#: wins for B > ~S/5 (measured at seed-gpu, B = S = 256: 14 ms against 65 ms;
-#: at seed-1core, B = 3: 184 ms against 6-10 ms).
+#: nearly dense, and then T^T (W T) by BLAS beats every sparse algorithm: the
+#: dense product runs at BLAS's rate while the sparse ones pay an indexed
+#: update per slot pair (the seed-gpu tier, B = S, shows it).
 DENSE_MAPPING_FRACTION = 0.2
 
 
-def _order(kernel: str, inputs: Mapping[str, Any]) -> list[str]:
+def _order(kernel: str, sizes: Mapping[str, int]) -> list[str]:
     """RECOMMENDED[kernel], with the dense curvature first for dense mappings."""
     names = list(RECOMMENDED[kernel])
-    if kernel == "curvature_matrix":
-        try:
-            dense = np.shape(inputs["pix_indexes"])[1] > DENSE_MAPPING_FRACTION * int(inputs["n_sources"])
-        except (KeyError, IndexError, TypeError, ValueError):
-            dense = False
-        if dense:
+    if kernel == "curvature_matrix" and "B" in sizes and "S" in sizes:
+        if sizes["B"] > DENSE_MAPPING_FRACTION * sizes["S"]:
             names.remove("numpy.dense")
             names.insert(0, "numpy.dense")
     return names
@@ -301,11 +413,12 @@ def recommended(kernel: str, inputs: Mapping[str, Any]) -> Implementation:
     at their size: RECOMMENDED's order (a dense curvature first for a dense
     mapping), less those that do not pay off there."""
     found = implementations(kernel)
-    order = _order(kernel, inputs)
+    sizes = sizes_of(inputs)
+    order = _order(kernel, sizes)
     candidates = [found[n] for n in order if n in found]
     candidates += [i for n, i in found.items() if n not in order]
     for impl in candidates:
-        if all(name in inputs for name in impl.inputs) and _worth_it(impl, inputs):
+        if all(name in inputs for name in impl.inputs) and _worth_it(impl, sizes):
             return impl
     needs = " or ".join(sorted({"(" + ", ".join(i.inputs) + ")" for i in candidates}))
     raise TypeError(f"{kernel}: no implementation can run on the given inputs; it needs {needs}")
@@ -314,11 +427,15 @@ def recommended(kernel: str, inputs: Mapping[str, Any]) -> Implementation:
 def compute(kernel: str, impl: str | None = None, **inputs: Any) -> Any:
     """Compute ``kernel`` from any superset of its inputs (SPEC section 3).
 
-    ``impl=None`` picks the recommended implementation for the installed
-    backends and the given inputs.
+    Every canonical input given is validated, whether or not the chosen
+    implementation reads it (a wrong ``grid`` beside a right offset table is
+    still an error). ``impl=None`` picks the recommended implementation for
+    the installed backends and the given inputs.
     """
+    _check_kernel(kernel)
+    checked = validate.check({name: value for name, value in inputs.items() if name in validate.SPECS})
     if impl is None:
-        chosen = recommended(kernel, inputs)
+        chosen = recommended(kernel, checked)
     else:
         found = implementations(kernel)
         if impl not in found:
@@ -328,4 +445,9 @@ def compute(kernel: str, impl: str | None = None, **inputs: Any) -> Any:
                 + (f" ({why})" if why else f"; available: {sorted(found)}")
             )
         chosen = found[impl]
-    return chosen(**inputs)
+    missing = [name for name in chosen.inputs if name not in checked]
+    if missing:
+        raise TypeError(
+            f"{kernel} implementation {chosen.name!r} needs input(s) {', '.join(map(repr, missing))}"
+        )
+    return chosen.function(**{name: checked[name] for name in chosen.inputs})

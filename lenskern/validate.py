@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-ARCSEC_TO_RADIANS = np.pi / 648000.0
+from lenskern.conventions import ARCSEC_TO_RADIANS, pixel_centres
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ def _check_relations(checked: dict[str, Any], sizes: _Sizes) -> None:
             raise ValueError("native_index: does not list the unmasked pixels of mask")
         if "grid" in checked and "pixel_scale" in checked and ny is not None:
             d = checked["pixel_scale"] * ARCSEC_TO_RADIANS
-            expected = np.stack([-(rows - (ny - 1) / 2) * d, (cols - (nx - 1) / 2) * d], axis=1)
+            expected = pixel_centres(index, (ny, nx), checked["pixel_scale"])
             if not np.allclose(checked["grid"], expected, rtol=1e-12, atol=1e-12 * d):
                 raise ValueError("grid: does not match native_index, pixel_scale and shape_native (SPEC 1)")
 

@@ -23,17 +23,6 @@ settings.register_profile(
 )
 settings.load_profile("lenskern")
 
-#: Outputs of earlier kernels that later kernels take as inputs, in pipeline order.
-INTERMEDIATES = (
-    "w_tilde",
-    "w_offsets",
-    "dirty_image",
-    "mapping_matrix",
-    "data_vector",
-    "curvature_matrix",
-    "regularization_matrix",
-)
-
 
 def reference_impl(kernel: str) -> lk.Implementation:
     (impl,) = [i for i in lk.implementations(kernel).values() if i.backend == "reference"]
@@ -43,7 +32,7 @@ def reference_impl(kernel: str) -> lk.Implementation:
 def with_intermediates(problem: dict) -> dict:
     """The problem plus every intermediate output, each from the reference."""
     inputs = dict(problem)
-    for kernel in INTERMEDIATES:
+    for kernel in registry.INTERMEDIATES:
         inputs[kernel] = reference_impl(kernel)(**inputs)
     return inputs
 

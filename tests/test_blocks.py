@@ -8,8 +8,7 @@ import pytest
 
 import lenskern as lk
 from conftest import assert_agrees, reference_impl, with_intermediates
-from lenskern.backends import jax as lk_jax
-from lenskern.backends import numpy as lk_numpy
+from lenskern import conventions
 
 INPUTS = with_intermediates(lk.make_problem({"preset": "tiny", "K": 40, "S": 9}, seed=7))
 BLOCKED = [
@@ -22,7 +21,6 @@ BLOCKED = [
 
 @pytest.mark.parametrize("impl", BLOCKED, ids=lambda i: f"{i.kernel}-{i.name}")
 def test_many_small_blocks(impl, monkeypatch):
-    monkeypatch.setattr(lk_numpy, "BLOCK_ELEMENTS", 50)
-    monkeypatch.setattr(lk_jax, "BLOCK_ELEMENTS", 50)
+    monkeypatch.setattr(conventions, "BLOCK_ELEMENTS", 50)
     expected = reference_impl(impl.kernel)(**INPUTS)
     assert_agrees(impl.kernel, impl(**INPUTS), expected, INPUTS)

@@ -1,5 +1,5 @@
 """The precomputed log evidence (lk.Likelihood) and the tiled curvature at
-sizes that span several tiles, blocks and workers (the property tests'
+sizes that span many tiles and several workers (the property tests'
 problems fit in one tile)."""
 
 from __future__ import annotations
@@ -61,12 +61,12 @@ def test_likelihood_takes_named_implementations():
     "sizes",
     [
         dict(shape_native=(23, 31), K=40, S=37, B=3, P=3, mask="annulus"),  # many tiles, odd count
-        dict(shape_native=(40, 40), K=20, S=50, B=2, P=3, mask="full"),  # several j-blocks
+        dict(shape_native=(40, 40), K=20, S=50, B=2, P=3, mask="full"),  # one row-run tile per image row
         dict(shape_native=(5, 3), K=10, S=4, B=3, P=2, mask="full"),  # fewer pixels than a tile
     ],
-    ids=["annulus", "blocks", "one-tile"],
+    ids=["annulus", "rows", "one-tile"],
 )
-def test_tiled_curvature_over_tiles_blocks_and_workers(sizes, workers):
+def test_tiled_curvature_over_tiles_and_workers(sizes, workers):
     problem = lk.make_problem(sizes, seed=4)
     w_offsets = lk.compute("w_offsets", impl="numpy.half", **problem)
     inputs = {**problem, "w_offsets": w_offsets}

@@ -80,21 +80,104 @@ def test_compute_names_what_is_missing():
         lk.implementations("not_a_kernel")
 
 
-def test_missing_backend_is_absent_with_a_reason(monkeypatch, tmp_path):
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """A registry whose backend loading can be replayed with extra backends."""
+    monkeypatch.setattr(registry, "BACKENDS", dict(registry.BACKENDS))
+    monkeypatch.setattr(registry, "UNAVAILABLE", dict(registry.UNAVAILABLE))
+    monkeypatch.setattr(registry, "_loaded_backends", set(registry._loaded_backends))
+    monkeypatch.setattr(registry, "_REGISTRY", {k: dict(v) for k, v in registry._REGISTRY.items()})
+    return registry
+
+
+def test_missing_library_is_absent_with_a_reason(fresh_registry, monkeypatch, tmp_path):
     """A backend whose library is not installed is listed as missing, with the
     import error as the reason; the other backends are unaffected."""
-    import lenskern.backends
-
-    (tmp_path / "gpu.py").write_text("import a_library_that_is_not_installed\n")
-    monkeypatch.setattr(lenskern.backends, "__path__", [*lenskern.backends.__path__, str(tmp_path)])
-    monkeypatch.setattr(registry, "BACKENDS", registry.BACKENDS + ("gpu",))
-    monkeypatch.setattr(registry, "UNAVAILABLE", {})
-    monkeypatch.setattr(registry, "_loaded_backends", set(registry._loaded_backends))
+    (tmp_path / "lenskern_test_gpu.py").write_text("import a_library_that_is_not_installed\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fresh_registry.BACKENDS["gpu"] = registry.Backend("lenskern_test_gpu", device="gpu")
     found = lk.implementations("w_tilde")
     assert "a_library_that_is_not_installed" in found.missing["gpu"]
-    assert {i.backend for i in found.values()} == {"reference", "numpy", "numba", "jax"}
+    assert "gpu" not in {i.backend for i in found.values()}
     with pytest.raises(ValueError, match="unavailable"):
         registry.implementation("w_tilde", "gpu.direct")
+
+
+DEVICE_BACKEND = '''
+from lenskern.registry import Cost, implements
+
+
+def unavailable(device):
+    return f"no {device} in this test"
+
+
+@implements("noise_normalization", "device", Cost("flop", lambda K, **_: K))
+def noise_normalization(noise):
+    """A kernel that would run on a device."""
+    raise AssertionError("never called")
+'''
+
+
+def test_present_backend_without_its_device_is_absent_with_its_reason(fresh_registry, monkeypatch, tmp_path):
+    """A backend that imports but declares it cannot run here (no device) is
+    missing with the reason it gives; its kernels are declared, not runnable."""
+    (tmp_path / "lenskern_test_device.py").write_text(DEVICE_BACKEND)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fresh_registry.BACKENDS["device"] = registry.Backend("lenskern_test_device", device="gpu")
+    found = lk.implementations("noise_normalization")
+    assert found.missing["device"] == "no gpu in this test"
+    assert "device.device" not in found
+    assert registry.declared("noise_normalization", "device") == ["device"]
+    with pytest.raises(ValueError, match="no gpu in this test"):
+        lk.compute("noise_normalization", impl="device.device", noise=np.ones(3))
+
+
+def test_jax_kernels_are_registered_once_per_device():
+    """The JAX module is written once and declared for the CPU and the GPU:
+    both backends define the same algorithms, each runs on its own device,
+    and the GPU one is missing with a reason where JAX has no GPU."""
+    for kernel in lk.KERNELS + lk.EXAMPLES:
+        assert registry.declared(kernel, "jax_gpu") == registry.declared(kernel, "jax"), kernel
+    assert registry.BACKENDS["jax"].device == "cpu" and registry.BACKENDS["jax_gpu"].device == "gpu"
+    found = lk.implementations("w_tilde")
+    if "jax_gpu" in found.missing:
+        assert "gpu" in found.missing["jax_gpu"]
+    else:
+        assert {i.device for i in found.values() if i.backend == "jax_gpu"} == {"gpu"}
+
+
+@pytest.mark.parametrize("kernel", lk.KERNELS + lk.EXAMPLES)
+def test_every_kernel_has_one_oracle_on_numpy(kernel):
+    oracles = [impl for impl in lk.implementations(kernel).values() if impl.oracle]
+    assert [impl.backend for impl in oracles] == ["numpy"], kernel
+    assert registry.oracle(kernel) is oracles[0]
+
+
+#: The presets' sizes by symbol; science's are too large to generate here.
+PRESET_SIZES = {
+    "small": dict(M=432, K=4096, S=128, B=3, P=8, Ny=24, Nx=24),
+    "seed-1core": dict(M=3_000, K=32_768, S=256, B=3, P=32, Ny=64, Nx=64),
+    "seed-gpu": dict(M=750, K=8192, S=256, B=256, P=32, Ny=32, Nx=32),
+    "science": dict(M=70_000, K=10_000_000, S=1000, B=3, P=10, Ny=300, Nx=300),
+}
+
+
+@pytest.mark.parametrize("preset", list(PRESET_SIZES))
+def test_every_cost_model_evaluates_at_every_preset(preset):
+    """Each implementation's declared cost is a positive, finite count of a
+    known kind at each preset's sizes (the benchmarks skip by it), and grows
+    with the problem."""
+    sizes = PRESET_SIZES[preset]
+    doubled = {symbol: 2 * n for symbol, n in sizes.items()}
+    examples = {"n": 5_000_000, "W": 4}
+    for kernel in lk.KERNELS + lk.EXAMPLES:
+        for impl in lk.implementations(kernel).values():
+            at = examples if kernel in lk.EXAMPLES else sizes
+            seconds = impl.estimated_seconds(at)
+            assert np.isfinite(seconds) and seconds > 0, impl.name
+            bigger = {k: 2 * v for k, v in examples.items()} if kernel in lk.EXAMPLES else doubled
+            assert impl.estimated_seconds(bigger) > seconds, impl.name
+            assert (impl.cost.kind == "python") == (impl.backend == "reference"), impl.name
 
 
 def test_import_changes_no_global_configuration():

@@ -3,16 +3,19 @@
 Every kernel's math is in :mod:`lenskern.backends.reference`; docstrings here
 say only what is particular to the algorithm and what it costs.
 
-Precision: each registered wrapper does all its work inside
-``with jax.enable_x64(True):``, so its inputs, its compiled code and its
-outputs are float64, while importing this module changes no global setting
-(JAX stays in its default float32 mode outside the wrappers).
+One wrapper, :func:`on_device`, owns what every registered kernel needs
+around its jitted core, so the kernels below are written once and registered
+once per device JAX has (``jax`` on the CPU, ``jax_gpu`` on a GPU):
 
-Return rule: every array result is blocked (``block_until_ready``) and then
-returned as a NumPy float64 array by ``np.asarray`` (on CPU a zero-copy,
-read-only view of the device buffer), so callers never hold a float64
-``jax.Array`` that later float32-mode JAX code would silently downcast.
-Scalars are returned as Python floats.
+- precision: the call runs inside ``with jax.enable_x64(True):``, so inputs,
+  compiled code and outputs are float64, while importing this module changes
+  no global setting (JAX stays in float32 mode outside lenskern's calls);
+- placement: NumPy inputs are put on the backend's device;
+- waiting: the result is blocked on (``block_until_ready``), so a timer that
+  stops when the call returns covers the work;
+- return: arrays come back to the host as NumPy float64 arrays (on the CPU a
+  zero-copy, read-only view), scalars as Python floats, so callers never hold
+  a float64 ``jax.Array`` that later float32-mode code would downcast.
 
 Padding: ``-1`` slots of ``pix_indexes`` and ``neighbors`` are redirected to
 index 0 with weight 0 by ``jnp.where`` (:func:`_safe_slots`); JAX would
@@ -29,6 +32,8 @@ of the log evidence (for samplers and ``jax.grad``).
 
 from __future__ import annotations
 
+import functools
+import inspect
 from functools import partial
 
 import jax
@@ -38,17 +43,51 @@ import numpy as np
 from jax import lax
 from jax.experimental import sparse as jsparse
 
-from lenskern.backends.reference import RIDGE, TWO_PI
-from lenskern.registry import implements
-from lenskern.validate import ARCSEC_TO_RADIANS
+from lenskern import conventions
+from lenskern.conventions import (
+    ARCSEC_TO_RADIANS,
+    RIDGE,
+    TWO_PI,
+    nufft_operations,
+    nufft_threads,
+)
+from lenskern.registry import Cost, implements, table_size
 
-#: Largest temporary a blocked loop makes, in float64 elements (8 MiB).
-BLOCK_ELEMENTS = 1 << 20
+
+def unavailable(device: str) -> str | None:
+    """Why JAX cannot run on ``device`` here, or None (the registry asks)."""
+    try:
+        jax.devices(device)
+    except RuntimeError:
+        platforms = sorted({d.platform for d in jax.devices()})
+        return f"JAX sees no {device} device here (platforms: {', '.join(platforms)})"
+    return None
+
+
+def on_device(function, device: str):
+    """``function`` run on the first JAX ``device`` of its kind, in float64,
+    blocked on and returned to the host (the module docstring's rules)."""
+
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        target = jax.devices(device)[0]
+        inputs = signature.bind(*args, **kwargs).arguments
+        with jax.enable_x64(True):
+            placed = {
+                name: jax.device_put(value, target) if isinstance(value, np.ndarray) else value
+                for name, value in inputs.items()
+            }
+            result = function(**placed).block_until_ready()
+            return float(result) if result.ndim == 0 else np.asarray(result)
+
+    return run
 
 
 def _block_size(total: int, per_item: int) -> int:
     """Items per block so that a block costs at most BLOCK_ELEMENTS floats."""
-    return max(1, min(total, BLOCK_ELEMENTS // max(per_item, 1)))
+    return max(1, min(total, conventions.BLOCK_ELEMENTS // max(per_item, 1)))
 
 
 def _pad_blocks(array, block: int, value=0):
@@ -57,11 +96,6 @@ def _pad_blocks(array, block: int, value=0):
     n_blocks = -(-total // block)
     pad = [(0, n_blocks * block - total)] + [(0, 0)] * (array.ndim - 1)
     return jnp.pad(array, pad, constant_values=value).reshape((n_blocks, block) + array.shape[1:])
-
-
-def _to_numpy(array) -> np.ndarray:
-    """The module's return rule: block, then a NumPy float64 array."""
-    return np.asarray(array.block_until_ready())
 
 
 # ----------------------------------------------------------------- pieces
@@ -399,7 +433,7 @@ def _fused_expression(x):
 # -------------------------------------------------------------- registered
 
 
-@implements("w_tilde", "scan")
+@implements("w_tilde", "scan", Cost("trig", lambda M, K, **_: M * M * K))
 def w_tilde_scan(grid, uv, noise):
     """W by lax.scan over visibilities, accumulating the M x M matrix.
 
@@ -409,11 +443,10 @@ def w_tilde_scan(grid, uv, noise):
 
     Cost: M^2 K cosines; memory 2 M^2 floats (the carry and one step's update).
     """
-    with jax.enable_x64(True):
-        return _to_numpy(_w_tilde_scan(jnp.asarray(grid), jnp.asarray(uv), jnp.asarray(noise)))
+    return _w_tilde_scan(grid, uv, noise)
 
 
-@implements("w_tilde", "gemm")
+@implements("w_tilde", "gemm", Cost("flop", lambda M, K, **_: 4 * M * M * K))
 def w_tilde_gemm(grid, uv, noise):
     """W as C C^T + S S^T, C = cos(phi) / sigma and S = sin(phi) / sigma.
 
@@ -422,11 +455,10 @@ def w_tilde_gemm(grid, uv, noise):
 
     Cost: 2 M K sin/cos + 4 M^2 K flops; memory M^2 + 4 M K floats.
     """
-    with jax.enable_x64(True):
-        return _to_numpy(_w_tilde_gemm(jnp.asarray(grid), jnp.asarray(uv), jnp.asarray(noise)))
+    return _w_tilde_gemm(grid, uv, noise)
 
 
-@implements("w_tilde", "offsets")
+@implements("w_tilde", "offsets", Cost("trig", lambda Ny, Nx, K, **_: Ny * (2 * Nx - 1) * K))
 def w_tilde_offsets(uv, noise, pixel_scale, shape_native, native_index):
     """W gathered from the half-computed offset table, in one jitted function.
 
@@ -435,18 +467,17 @@ def w_tilde_offsets(uv, noise, pixel_scale, shape_native, native_index):
 
     Cost: Ny (2Nx-1) K cosines + M^2 reads; memory M^2 + BLOCK_ELEMENTS floats.
     """
-    with jax.enable_x64(True):
-        w = _w_tilde_offsets(
-            jnp.asarray(uv),
-            jnp.asarray(noise),
-            pixel_scale,
-            shape_native=tuple(shape_native),
-            native_index=jnp.asarray(native_index),
-        )
-        return _to_numpy(w)
+    w = _w_tilde_offsets(
+        uv,
+        noise,
+        pixel_scale,
+        shape_native=tuple(shape_native),
+        native_index=native_index,
+    )
+    return w
 
 
-@implements("w_offsets", "half")
+@implements("w_offsets", "half", Cost("trig", lambda Ny, Nx, K, **_: Ny * (2 * Nx - 1) * K))
 def w_offsets_half(uv, noise, pixel_scale, shape_native):
     """The offset table from its half dr >= 0, mirrored by evenness.
 
@@ -458,14 +489,11 @@ def w_offsets_half(uv, noise, pixel_scale, shape_native):
     Cost: Ny (2Nx-1) K cosines, half of the full table's; memory
     4 Ny Nx + BLOCK_ELEMENTS floats.
     """
-    with jax.enable_x64(True):
-        table = _w_offsets_half(
-            jnp.asarray(uv), jnp.asarray(noise), pixel_scale, shape_native=tuple(shape_native)
-        )
-        return _to_numpy(table)
+    table = _w_offsets_half(uv, noise, pixel_scale, shape_native=tuple(shape_native))
+    return table
 
 
-@implements("w_tilde_from_offsets", "gather")
+@implements("w_tilde_from_offsets", "gather", Cost("flop", lambda M, **_: M * M))
 def w_tilde_from_offsets_gather(w_offsets, native_index):
     """W expanded from the offset table by one vectorised gather.
 
@@ -474,11 +502,10 @@ def w_tilde_from_offsets_gather(w_offsets, native_index):
     Cost: M^2 reads and writes, no arithmetic; memory M^2 floats plus two
     (M, M) int64 index arrays that XLA usually fuses away.
     """
-    with jax.enable_x64(True):
-        return _to_numpy(_w_tilde_gather(jnp.asarray(w_offsets), jnp.asarray(native_index)))
+    return _w_tilde_gather(w_offsets, native_index)
 
 
-@implements("dirty_image", "gemv")
+@implements("dirty_image", "gemv", Cost("trig", lambda M, K, **_: 2 * M * K))
 def dirty_image_gemv(grid, uv, noise, visibilities):
     """The dirty image as cos(phi) @ (Re V / sigma^2) - sin(phi) @ (Im V / sigma^2).
 
@@ -487,55 +514,52 @@ def dirty_image_gemv(grid, uv, noise, visibilities):
 
     Cost: 2 M K sin/cos + 4 M K flops; memory 3 M K floats.
     """
-    with jax.enable_x64(True):
-        image = _dirty_image_gemv(
-            jnp.asarray(grid), jnp.asarray(uv), jnp.asarray(noise), jnp.asarray(visibilities)
-        )
-        return _to_numpy(image)
+    image = _dirty_image_gemv(grid, uv, noise, visibilities)
+    return image
 
 
-@implements("w_offsets", "nufft")
+@implements(
+    "w_offsets", "nufft", Cost("flop", lambda Ny, Nx, K, **_: nufft_operations(K, table_size(Ny, Nx)))
+)
 def w_offsets_nufft(uv, noise, pixel_scale, shape_native):
     """The offset table as one type-1 NUFFT, by jax-finufft (FINUFFT's JAX
     bindings: differentiable in the weights, and on GPU with cuFINUFFT).
 
     See reference.w_offsets for the math and numpy.w_offsets_nufft for the
-    transform; accuracy and threads as there (numpy.NUFFT_EPS).
+    transform; accuracy and threads as there (lenskern.conventions).
 
     Cost: O(K w^2) spreading + an FFT of about 4 (2Ny-1)(2Nx-1) points;
     memory: the fine grid, ~8x the table, in complex128.
     """
-    from lenskern.backends import numpy as numpy_backend
-
-    with jax.enable_x64(True):
-        table = _w_offsets_nufft(
-            jnp.asarray(uv), jnp.asarray(noise), pixel_scale, shape_native=tuple(shape_native),
-            eps=numpy_backend.NUFFT_EPS, nthreads=numpy_backend.nufft_threads(len(uv)),
-        )  # fmt: skip
-        return _to_numpy(table)
+    table = _w_offsets_nufft(
+        uv, noise, pixel_scale, shape_native=tuple(shape_native),
+        eps=conventions.NUFFT_EPS, nthreads=nufft_threads(len(uv)),
+    )  # fmt: skip
+    return table
 
 
-@implements("dirty_image", "nufft")
+@implements(
+    "dirty_image",
+    "nufft",
+    Cost("flop", lambda Ny, Nx, K, M, **_: nufft_operations(K + M, table_size(Ny, Nx))),
+)
 def dirty_image_nufft(grid, uv, noise, visibilities):
     """The dirty image as one type-3 NUFFT, by jax-finufft.
 
     See reference.dirty_image for the math and numpy.dirty_image_nufft for
-    the transform; accuracy and threads as there (numpy.NUFFT_EPS).
+    the transform; accuracy and threads as there (lenskern.conventions).
 
     Cost: O((K + M) w^2) spreading and interpolation + one FFT set by the
     space-bandwidth product; memory M + K + the fine grid.
     """
-    from lenskern.backends import numpy as numpy_backend
-
-    with jax.enable_x64(True):
-        image = _dirty_image_nufft(
-            jnp.asarray(grid), jnp.asarray(uv), jnp.asarray(noise), jnp.asarray(visibilities),
-            eps=numpy_backend.NUFFT_EPS, nthreads=numpy_backend.nufft_threads(len(uv) + len(grid)),
-        )  # fmt: skip
-        return _to_numpy(image)
+    image = _dirty_image_nufft(
+        grid, uv, noise, visibilities,
+        eps=conventions.NUFFT_EPS, nthreads=nufft_threads(len(uv) + len(grid)),
+    )  # fmt: skip
+    return image
 
 
-@implements("mapping_matrix", "scatter")
+@implements("mapping_matrix", "scatter", Cost("flop", lambda M, B, S, **_: M * B + M * S))
 def mapping_matrix_scatter(pix_indexes, pix_weights, n_sources):
     """The dense mapping matrix by one scatter-add of the slots (.at[].add).
 
@@ -544,12 +568,11 @@ def mapping_matrix_scatter(pix_indexes, pix_weights, n_sources):
 
     Cost: M B scattered adds; memory M S floats.
     """
-    with jax.enable_x64(True):
-        t = _mapping_scatter(jnp.asarray(pix_indexes), jnp.asarray(pix_weights), n_sources=n_sources)
-        return _to_numpy(t)
+    t = _mapping_scatter(pix_indexes, pix_weights, n_sources=n_sources)
+    return t
 
 
-@implements("data_vector", "sparse")
+@implements("data_vector", "sparse", Cost("flop", lambda M, B, **_: 2 * M * B))
 def data_vector_sparse(dirty_image, pix_indexes, pix_weights, n_sources):
     """D = T^T d as a segment-sum of w_ib d_i over the slots, without T.
 
@@ -557,14 +580,11 @@ def data_vector_sparse(dirty_image, pix_indexes, pix_weights, n_sources):
 
     Cost: M B multiply-adds; memory M B + S floats.
     """
-    with jax.enable_x64(True):
-        data = _data_vector_sparse(
-            jnp.asarray(dirty_image), jnp.asarray(pix_indexes), jnp.asarray(pix_weights), n_sources=n_sources
-        )
-        return _to_numpy(data)
+    data = _data_vector_sparse(dirty_image, pix_indexes, pix_weights, n_sources=n_sources)
+    return data
 
 
-@implements("curvature_matrix", "dense")
+@implements("curvature_matrix", "dense", Cost("flop", lambda M, S, **_: 2 * M * M * S + 2 * M * S * S))
 def curvature_matrix_dense(w_tilde, mapping_matrix):
     """F = T^T (W T) with dense matrix products.
 
@@ -572,11 +592,10 @@ def curvature_matrix_dense(w_tilde, mapping_matrix):
 
     Cost: 2 M^2 S + 2 M S^2 flops; memory M S + S^2 floats besides the inputs.
     """
-    with jax.enable_x64(True):
-        return _to_numpy(_curvature_dense(jnp.asarray(w_tilde), jnp.asarray(mapping_matrix)))
+    return _curvature_dense(w_tilde, mapping_matrix)
 
 
-@implements("curvature_matrix", "sparse")
+@implements("curvature_matrix", "sparse", Cost("flop", lambda M, B, S, **_: 2 * M * M * B + 2 * M * B * S))
 def curvature_matrix_sparse(w_tilde, pix_indexes, pix_weights, n_sources):
     """F = T^T (W T) from the slots: segment-sums, never the dense T.
 
@@ -587,14 +606,11 @@ def curvature_matrix_sparse(w_tilde, pix_indexes, pix_weights, n_sources):
     Cost: 2 M^2 B + 2 M B S flops; memory 2 M S + M^2 floats (one step's
     weighted copy of W) besides the inputs.
     """
-    with jax.enable_x64(True):
-        f = _curvature_sparse(
-            jnp.asarray(w_tilde), jnp.asarray(pix_indexes), jnp.asarray(pix_weights), n_sources=n_sources
-        )
-        return _to_numpy(f)
+    f = _curvature_sparse(w_tilde, pix_indexes, pix_weights, n_sources=n_sources)
+    return f
 
 
-@implements("curvature_matrix", "offsets")
+@implements("curvature_matrix", "offsets", Cost("flop", lambda M, B, S, **_: 3 * M * M * B + 2 * M * B * S))
 def curvature_matrix_offsets(w_offsets, native_index, pix_indexes, pix_weights, n_sources):
     """F = T^T W T from the offset table, never forming W.
 
@@ -606,18 +622,17 @@ def curvature_matrix_offsets(w_offsets, native_index, pix_indexes, pix_weights, 
     Cost: M^2 gathers + 2 M^2 B + 2 M B S flops; memory
     O(BLOCK_ELEMENTS + M S) floats: the science size's 40 GiB W is never held.
     """
-    with jax.enable_x64(True):
-        f = _curvature_offsets(
-            jnp.asarray(w_offsets),
-            jnp.asarray(native_index),
-            jnp.asarray(pix_indexes),
-            jnp.asarray(pix_weights),
-            n_sources=n_sources,
-        )
-        return _to_numpy(f)
+    f = _curvature_offsets(
+        w_offsets,
+        native_index,
+        pix_indexes,
+        pix_weights,
+        n_sources=n_sources,
+    )
+    return f
 
 
-@implements("curvature_matrix", "bcoo")
+@implements("curvature_matrix", "bcoo", Cost("flop", lambda M, B, S, **_: 2 * M * M * B + 2 * M * B * S))
 def curvature_matrix_bcoo(w_tilde, pix_indexes, pix_weights, n_sources):
     """F = T^T (W T) with T a jax.experimental.sparse BCOO matrix.
 
@@ -627,14 +642,11 @@ def curvature_matrix_bcoo(w_tilde, pix_indexes, pix_weights, n_sources):
 
     Cost: 2 M^2 B + 2 M B S flops; memory M S + 3 M B besides the inputs.
     """
-    with jax.enable_x64(True):
-        f = _curvature_bcoo(
-            jnp.asarray(w_tilde), jnp.asarray(pix_indexes), jnp.asarray(pix_weights), n_sources=n_sources
-        )
-        return _to_numpy(f)
+    f = _curvature_bcoo(w_tilde, pix_indexes, pix_weights, n_sources=n_sources)
+    return f
 
 
-@implements("regularization_matrix", "scatter")
+@implements("regularization_matrix", "scatter", Cost("flop", lambda S, P, **_: S * P + S * S))
 def regularization_matrix_scatter(coefficient, neighbors, neighbors_sizes):
     """H as a diagonal plus one scatter-add of -c^2 at the neighbour slots.
 
@@ -643,12 +655,11 @@ def regularization_matrix_scatter(coefficient, neighbors, neighbors_sizes):
 
     Cost: S P scattered adds; memory S^2 floats.
     """
-    with jax.enable_x64(True):
-        h = _regularization_scatter(coefficient, jnp.asarray(neighbors), jnp.asarray(neighbors_sizes))
-        return _to_numpy(h)
+    h = _regularization_scatter(coefficient, neighbors, neighbors_sizes)
+    return h
 
 
-@implements("reconstruction", "cholesky")
+@implements("reconstruction", "cholesky", Cost("flop", lambda S, **_: S**3 / 3 + 2 * S * S))
 def reconstruction_cholesky(curvature_matrix, regularization_matrix, data_vector):
     """s = (F + H)^-1 D by jax.scipy.linalg cho_factor / cho_solve.
 
@@ -656,14 +667,11 @@ def reconstruction_cholesky(curvature_matrix, regularization_matrix, data_vector
 
     Cost: S^3 / 3 + 2 S^2 flops; memory S^2 floats.
     """
-    with jax.enable_x64(True):
-        source = _reconstruction_cholesky(
-            jnp.asarray(curvature_matrix), jnp.asarray(regularization_matrix), jnp.asarray(data_vector)
-        )
-        return _to_numpy(source)
+    source = _reconstruction_cholesky(curvature_matrix, regularization_matrix, data_vector)
+    return source
 
 
-@implements("noise_normalization", "vector")
+@implements("noise_normalization", "vector", Cost("trig", lambda K, **_: K))
 def noise_normalization_vector(noise):
     """sum 2 log(2 pi sigma^2) as one vectorised reduction.
 
@@ -671,11 +679,10 @@ def noise_normalization_vector(noise):
 
     Cost: K logarithms; memory K floats.
     """
-    with jax.enable_x64(True):
-        return float(_noise_normalization(jnp.asarray(noise)).block_until_ready())
+    return _noise_normalization(noise)
 
 
-@implements("log_evidence", "raw")
+@implements("log_evidence", "raw", Cost("trig", lambda Ny, Nx, K, M, **_: Ny * (2 * Nx - 1) * K + 2 * M * K))
 def log_evidence_raw(
     grid,
     uv,
@@ -701,26 +708,27 @@ def log_evidence_raw(
     Cost: Ny (2Nx-1) K cosines + 2 M K sin/cos, then as ``jax.offsets``:
     O(M^2 B + S^3); memory O(BLOCK_ELEMENTS + M K + M S + S^2) floats.
     """
-    with jax.enable_x64(True):
-        value = _log_evidence_raw(
-            jnp.asarray(grid),
-            jnp.asarray(uv),
-            jnp.asarray(noise),
-            jnp.asarray(visibilities),
-            pixel_scale,
-            shape_native=tuple(shape_native),
-            native_index=jnp.asarray(native_index),
-            pix_indexes=jnp.asarray(pix_indexes),
-            pix_weights=jnp.asarray(pix_weights),
-            n_sources=n_sources,
-            neighbors=jnp.asarray(neighbors),
-            neighbors_sizes=jnp.asarray(neighbors_sizes),
-            coefficient=coefficient,
-        )
-        return float(value.block_until_ready())
+    value = _log_evidence_raw(
+        grid,
+        uv,
+        noise,
+        visibilities,
+        pixel_scale,
+        shape_native=tuple(shape_native),
+        native_index=native_index,
+        pix_indexes=pix_indexes,
+        pix_weights=pix_weights,
+        n_sources=n_sources,
+        neighbors=neighbors,
+        neighbors_sizes=neighbors_sizes,
+        coefficient=coefficient,
+    )
+    return value
 
 
-@implements("log_evidence", "offsets")
+@implements(
+    "log_evidence", "offsets", Cost("flop", lambda M, B, S, **_: 3 * M * M * B + 2 * M * B * S + 2 * S**3 / 3)
+)
 def log_evidence_offsets(
     w_offsets,
     native_index,
@@ -745,24 +753,23 @@ def log_evidence_offsets(
     Cost: O(M^2 B + M B S) for the curvature, O(S^3) for the factorisations;
     memory O(BLOCK_ELEMENTS + M S + S^2) floats.
     """
-    with jax.enable_x64(True):
-        value = _log_evidence_offsets(
-            jnp.asarray(w_offsets),
-            jnp.asarray(native_index),
-            jnp.asarray(dirty_image),
-            jnp.asarray(visibilities),
-            jnp.asarray(noise),
-            jnp.asarray(pix_indexes),
-            jnp.asarray(pix_weights),
-            n_sources=n_sources,
-            neighbors=jnp.asarray(neighbors),
-            neighbors_sizes=jnp.asarray(neighbors_sizes),
-            coefficient=coefficient,
-        )
-        return float(value.block_until_ready())
+    value = _log_evidence_offsets(
+        w_offsets,
+        native_index,
+        dirty_image,
+        visibilities,
+        noise,
+        pix_indexes,
+        pix_weights,
+        n_sources=n_sources,
+        neighbors=neighbors,
+        neighbors_sizes=neighbors_sizes,
+        coefficient=coefficient,
+    )
+    return value
 
 
-@implements("quadratic_formula", "jit")
+@implements("quadratic_formula", "jit", Cost("flop", lambda n, **_: 7 * n))
 def quadratic_formula_jit(a, b, c):
     """The larger root of a x^2 + b x + c, fused by XLA into one pass.
 
@@ -770,11 +777,10 @@ def quadratic_formula_jit(a, b, c):
 
     Cost: n square roots; 32 n bytes moved, no temporaries.
     """
-    with jax.enable_x64(True):
-        return _to_numpy(_quadratic_formula(jnp.asarray(a), jnp.asarray(b), jnp.asarray(c)))
+    return _quadratic_formula(a, b, c)
 
 
-@implements("fma", "jit")
+@implements("fma", "jit", Cost("flop", lambda n, W, **_: 2 * W * n))
 def fma_jit(weights, arrays):
     """The weighted sum of arrays as one vector-matrix product, weights @ arrays.
 
@@ -782,11 +788,10 @@ def fma_jit(weights, arrays):
 
     Cost: W n multiply-adds; 8 (W + 1) n bytes moved.
     """
-    with jax.enable_x64(True):
-        return _to_numpy(_fma(jnp.asarray(weights), jnp.asarray(arrays)))
+    return _fma(weights, arrays)
 
 
-@implements("fused_expression", "jit")
+@implements("fused_expression", "jit", Cost("trig", lambda n, **_: 3 * n))
 def fused_expression_jit(x):
     """sqrt(x^2 + sin(x) exp(-x)), fused by XLA into one pass.
 
@@ -794,5 +799,4 @@ def fused_expression_jit(x):
 
     Cost: n sin, exp and sqrt; 16 n bytes moved.
     """
-    with jax.enable_x64(True):
-        return _to_numpy(_fused_expression(jnp.asarray(x)))
+    return _fused_expression(x)

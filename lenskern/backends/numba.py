@@ -20,9 +20,8 @@ import mmap
 import numba
 import numpy as np
 
-from lenskern.backends.reference import RIDGE, TWO_PI
-from lenskern.registry import implements
-from lenskern.validate import ARCSEC_TO_RADIANS
+from lenskern.conventions import ARCSEC_TO_RADIANS, RIDGE, TWO_PI
+from lenskern.registry import Cost, implements
 
 # ---------------------------------------------------------------------------
 # w_tilde and the offset table
@@ -163,8 +162,8 @@ def _linear_positions(w_offsets, native_index):
 
 @numba.njit(cache=True, parallel=True)
 def _gather_into(w_offsets, native_index, w):
-    # One subtraction per entry: 3.6x faster than two 2-d offsets at
-    # seed-1core, where W is 134 MB.
+    # One subtraction per entry (linear table positions) instead of two 2-d
+    # offsets: the inner loop is a single strided read of the table.
     table, lin, centre = _linear_positions(w_offsets, native_index)
     for i in numba.prange(lin.shape[0]):
         at = centre + lin[i]
@@ -175,8 +174,7 @@ def _gather_into(w_offsets, native_index, w):
 
 #: Outputs at least this large are allocated on transparent huge pages where
 #: the kernel offers them: W's first touch then takes 2 MiB page faults
-#: instead of 4 KiB ones (measured 24 -> 14 ms for the 134 MB W of
-#: seed-1core on 2 threads).
+#: instead of 4 KiB ones, 512 times fewer faults for a W of many MB.
 HUGE_PAGE_BYTES = 1 << 21
 
 
@@ -195,7 +193,7 @@ def _gather(w_offsets, native_index):
     return _gather_into(w_offsets, native_index, _empty((m_count, m_count)))
 
 
-@implements("w_tilde", "direct")
+@implements("w_tilde", "direct", Cost("trig", lambda M, K, **_: M * (M + 1) / 2 * K))
 def w_tilde_direct(grid, uv, noise):
     """Direct sum over K per pixel pair, rows in parallel, symmetric half only.
 
@@ -209,7 +207,7 @@ def w_tilde_direct(grid, uv, noise):
     return _w_tilde_direct(grid, uv, noise)
 
 
-@implements("w_tilde", "k_loop")
+@implements("w_tilde", "k_loop", Cost("trig", lambda M, K, **_: M * M * K))
 def w_tilde_k_loop(grid, uv, noise):
     """The seeds' loop over K outermost, each visibility added to all of W.
 
@@ -222,7 +220,7 @@ def w_tilde_k_loop(grid, uv, noise):
     return _w_tilde_k_loop(grid, uv, noise)
 
 
-@implements("w_tilde", "offsets")
+@implements("w_tilde", "offsets", Cost("trig", lambda Ny, Nx, K, **_: 2 * Ny * Nx * K))
 def w_tilde_offsets(uv, noise, pixel_scale, shape_native, native_index):
     """W gathered from the half offset table: K cosines per offset, not per pair.
 
@@ -236,7 +234,7 @@ def w_tilde_offsets(uv, noise, pixel_scale, shape_native, native_index):
     return _gather(table, native_index)
 
 
-@implements("w_offsets", "half")
+@implements("w_offsets", "half", Cost("trig", lambda Ny, Nx, K, **_: Ny * (2 * Nx - 1) * K))
 def w_offsets_half(uv, noise, pixel_scale, shape_native):
     """The seeds' "compact" table: half the offsets summed over K, mirrored.
 
@@ -250,7 +248,7 @@ def w_offsets_half(uv, noise, pixel_scale, shape_native):
     return _w_offsets_half(uv, noise, pixel_scale * ARCSEC_TO_RADIANS, ny, nx)
 
 
-@implements("w_offsets", "quadrant")
+@implements("w_offsets", "quadrant", Cost("trig", lambda Ny, Nx, K, **_: 2 * Ny * Nx * K))
 def w_offsets_quadrant(uv, noise, pixel_scale, shape_native):
     """PyAutoArray's "preload" layout: two quadrant tables, then assembled.
 
@@ -265,7 +263,7 @@ def w_offsets_quadrant(uv, noise, pixel_scale, shape_native):
     return _w_offsets_quadrant(uv, noise, pixel_scale * ARCSEC_TO_RADIANS, ny, nx)
 
 
-@implements("w_tilde_from_offsets", "gather")
+@implements("w_tilde_from_offsets", "gather", Cost("flop", lambda M, **_: M * M))
 def w_tilde_from_offsets_gather(w_offsets, native_index):
     """W expanded from the offset table, rows in parallel.
 
@@ -332,7 +330,7 @@ def _data_vector(dirty_image, pix_indexes, pix_weights, n_sources):
     return d
 
 
-@implements("dirty_image", "direct")
+@implements("dirty_image", "direct", Cost("trig", lambda M, K, **_: 2 * M * K))
 def dirty_image_direct(grid, uv, noise, visibilities):
     """Direct sum over K per pixel, pixels in parallel.
 
@@ -347,7 +345,7 @@ def dirty_image_direct(grid, uv, noise, visibilities):
     return _dirty_image(grid, uv, noise, vis_real, vis_imag)
 
 
-@implements("mapping_matrix", "scatter")
+@implements("mapping_matrix", "scatter", Cost("flop", lambda M, B, S, **_: M * B + M * S))
 def mapping_matrix_scatter(pix_indexes, pix_weights, n_sources):
     """The dense mapping matrix by a serial scatter of the sparse slots.
 
@@ -359,7 +357,7 @@ def mapping_matrix_scatter(pix_indexes, pix_weights, n_sources):
     return _mapping_matrix(pix_indexes, pix_weights, n_sources)
 
 
-@implements("data_vector", "sparse")
+@implements("data_vector", "sparse", Cost("flop", lambda M, B, **_: 2 * M * B))
 def data_vector_sparse(dirty_image, pix_indexes, pix_weights, n_sources):
     """D = T^T d from the sparse mapping, never forming T.
 
@@ -456,7 +454,8 @@ def _curvature_direct(w_offsets, native_index, pix_indexes, pix_weights, n_sourc
 #: run of consecutive pixels of one image row where it can be (then each
 #: entry reads one contiguous run of the table), cut at TILE pixels; runs
 #: shorter than MIN_RUN are grouped, up to TILE, and read by gathers.
-#: Measured at seed-1core (rows of 64): TILE 32 -> 64 took 10.5 -> 6.3 ms.
+#: A longer tile amortises each read of T over more rows; 64 doubles fill
+#: eight AVX-512 registers' worth of accumulators per source pixel.
 TILE = 64
 MIN_RUN = 16
 
@@ -585,7 +584,7 @@ def _curvature_tiled(w_offsets, native_index, pix_indexes, pix_weights, n_source
     return g + g.T
 
 
-@implements("curvature_matrix", "sparse")
+@implements("curvature_matrix", "sparse", Cost("flop", lambda M, B, S, **_: 2 * M * M * B + 2 * M * B * S))
 def curvature_matrix_sparse(w_tilde, pix_indexes, pix_weights, n_sources):
     """F = T^T (W T) with W in memory and the sparse mapping, never forming T.
 
@@ -598,7 +597,7 @@ def curvature_matrix_sparse(w_tilde, pix_indexes, pix_weights, n_sources):
     return _curvature_sparse(w_tilde, pix_indexes, pix_weights, n_sources)
 
 
-@implements("curvature_matrix", "offsets")
+@implements("curvature_matrix", "offsets", Cost("flop", lambda M, B, S, **_: 2 * M * M * B + 2 * M * B * S))
 def curvature_matrix_offsets(w_offsets, native_index, pix_indexes, pix_weights, n_sources):
     """As "sparse", but W_ij is read from the offset table, never formed.
 
@@ -610,7 +609,7 @@ def curvature_matrix_offsets(w_offsets, native_index, pix_indexes, pix_weights, 
     return _curvature_offsets(w_offsets, native_index, pix_indexes, pix_weights, n_sources)
 
 
-@implements("curvature_matrix", "tiled")
+@implements("curvature_matrix", "tiled", Cost("flop", lambda M, B, S, **_: M * M * B + 2 * M * B * S))
 def curvature_matrix_tiled(w_offsets, native_index, pix_indexes, pix_weights, n_sources):
     """F = G + G^T with G = T^T (L + D/2) T, W = L + D + L^T read from the offset table.
 
@@ -632,7 +631,7 @@ def curvature_matrix_tiled(w_offsets, native_index, pix_indexes, pix_weights, n_
     return _curvature_tiled(w_offsets, native_index, pix_indexes, pix_weights, n_sources, workers)
 
 
-@implements("curvature_matrix", "direct")
+@implements("curvature_matrix", "direct", Cost("flop", lambda M, B, **_: 2 * M * M * B * B))
 def curvature_matrix_direct(w_offsets, native_index, pix_indexes, pix_weights, n_sources):
     """The seeds' direct four-fold loop over (i, j, b, b'), serial.
 
@@ -708,7 +707,7 @@ def _chi2_data(vis_real, vis_imag, noise):
 @numba.njit(cache=True)
 def _log_evidence(curvature, regularization, data, chi2_data, noise):
     """SPEC section 2's log evidence from F, H, D and chi2_data: the final step
-    shared by every log_evidence implementation."""
+    of this backend's two log_evidence implementations."""
     chol_h = np.linalg.cholesky(regularization)
     chol_fh = np.linalg.cholesky(curvature + regularization)
     source = _cholesky_solve(chol_fh, data)
@@ -722,7 +721,7 @@ def _log_evidence(curvature, regularization, data, chi2_data, noise):
     return -0.5 * (chi2_data - s_dot_d + _noise_normalization(noise)) + log_det_h - log_det_fh
 
 
-@implements("regularization_matrix", "loop")
+@implements("regularization_matrix", "loop", Cost("flop", lambda S, P, **_: S * P + S * S))
 def regularization_matrix_loop(coefficient, neighbors, neighbors_sizes):
     """The regularization matrix by a serial loop over the neighbour lists.
 
@@ -734,7 +733,7 @@ def regularization_matrix_loop(coefficient, neighbors, neighbors_sizes):
     return _regularization_matrix(coefficient, neighbors, neighbors_sizes)
 
 
-@implements("reconstruction", "cholesky")
+@implements("reconstruction", "cholesky", Cost("flop", lambda S, **_: S**3 / 3 + 2 * S * S))
 def reconstruction_cholesky(curvature_matrix, regularization_matrix, data_vector):
     """s = (F + H)^-1 D by Numba's LAPACK Cholesky and explicit substitutions.
 
@@ -746,7 +745,7 @@ def reconstruction_cholesky(curvature_matrix, regularization_matrix, data_vector
     return _reconstruction(curvature_matrix, regularization_matrix, data_vector)
 
 
-@implements("noise_normalization", "loop")
+@implements("noise_normalization", "loop", Cost("trig", lambda K, **_: K))
 def noise_normalization_loop(noise):
     """The Gaussian normalisation as a compiled loop over K.
 
@@ -757,7 +756,7 @@ def noise_normalization_loop(noise):
     return float(_noise_normalization(noise))
 
 
-@implements("log_evidence", "raw")
+@implements("log_evidence", "raw", Cost("trig", lambda Ny, Nx, K, M, **_: 2 * Ny * Nx * K + 2 * M * K))
 def log_evidence_raw(
     grid,
     uv,
@@ -794,8 +793,10 @@ def log_evidence_raw(
     return float(_log_evidence(curvature, regularization, data, _chi2_data(vis_real, vis_imag, noise), noise))
 
 
-@implements("log_evidence", "offsets")
-def log_evidence_offsets(
+@implements(
+    "log_evidence", "tiled", Cost("flop", lambda M, B, S, **_: M * M * B + 2 * M * B * S + 2 * S**3 / 3)
+)
+def log_evidence_tiled(
     w_offsets,
     native_index,
     dirty_image,
@@ -832,9 +833,8 @@ def log_evidence_offsets(
 # The seeds' small JIT examples
 #
 # Outputs are allocated here, in Python (_empty), and passed in: an array
-# allocated inside a compiled function costs an extra pass over it (measured
-# at 5e6 elements: 31 ms against 9 ms for the whole quadratic formula), which
-# for these memory-bound loops is most of the time.
+# allocated inside a compiled function costs an extra pass over it (it is
+# zero-filled), which for these memory-bound loops is most of the time.
 
 
 # error_model="numpy": a / 0 gives inf instead of raising, which takes the
@@ -911,7 +911,7 @@ def _fused_expression_parallel(x, out):
     return out
 
 
-@implements("quadratic_formula", "serial")
+@implements("quadratic_formula", "serial", Cost("flop", lambda n, **_: 7 * n))
 def quadratic_formula_serial(a, b, c):
     """The seeds' compiled loop, one thread.
 
@@ -923,7 +923,7 @@ def quadratic_formula_serial(a, b, c):
     return _quadratic_formula_serial(a, b, c, _empty(a.shape[0]))
 
 
-@implements("quadratic_formula", "parallel")
+@implements("quadratic_formula", "parallel", Cost("flop", lambda n, **_: 7 * n))
 def quadratic_formula_parallel(a, b, c):
     """The seeds' compiled loop with parallel=True and prange.
 
@@ -935,7 +935,7 @@ def quadratic_formula_parallel(a, b, c):
     return _quadratic_formula_parallel(a, b, c, _empty(a.shape[0]))
 
 
-@implements("fma", "serial")
+@implements("fma", "serial", Cost("flop", lambda n, W, **_: 2 * W * n))
 def fma_serial(weights, arrays):
     """The weighted sum, four arrays per pass over out, one thread.
 
@@ -948,7 +948,7 @@ def fma_serial(weights, arrays):
     return _fma_serial(weights, arrays, _empty(arrays.shape[1]))
 
 
-@implements("fma", "parallel")
+@implements("fma", "parallel", Cost("flop", lambda n, W, **_: 2 * W * n))
 def fma_parallel(weights, arrays):
     """The weighted sum, four arrays per pass over out, parallel over elements.
 
@@ -959,7 +959,7 @@ def fma_parallel(weights, arrays):
     return _fma_parallel(weights, arrays, _empty(arrays.shape[1]))
 
 
-@implements("fused_expression", "serial")
+@implements("fused_expression", "serial", Cost("trig", lambda n, **_: 3 * n))
 def fused_expression_serial(x):
     """The fused element-wise expression, one thread.
 
@@ -970,7 +970,7 @@ def fused_expression_serial(x):
     return _fused_expression_serial(x, _empty(x.shape[0]))
 
 
-@implements("fused_expression", "parallel")
+@implements("fused_expression", "parallel", Cost("trig", lambda n, **_: 3 * n))
 def fused_expression_parallel(x):
     """The fused element-wise expression, parallel with prange.
 

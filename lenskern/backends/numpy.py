@@ -13,18 +13,21 @@ import scipy.fft
 import scipy.linalg
 import scipy.sparse
 
-from lenskern.backends.reference import RIDGE
-from lenskern.registry import implements, nufft_pays
-from lenskern.validate import ARCSEC_TO_RADIANS
-
-TWO_PI = 2.0 * np.pi
-#: Largest temporary a blocked loop makes, in float64 elements (16 MiB).
-BLOCK_ELEMENTS = 1 << 21
+from lenskern import conventions
+from lenskern.conventions import (
+    ARCSEC_TO_RADIANS,
+    RIDGE,
+    TWO_PI,
+    fft_curvature_operations,
+    nufft_operations,
+    nufft_threads,
+)
+from lenskern.registry import Cost, implements, table_size
 
 
 def _blocks(total: int, per_item: int):
     """Slices of range(total) whose items cost ``per_item`` elements each."""
-    step = max(1, BLOCK_ELEMENTS // max(per_item, 1))
+    step = max(1, conventions.BLOCK_ELEMENTS // max(per_item, 1))
     for start in range(0, total, step):
         yield slice(start, min(start + step, total))
 
@@ -34,7 +37,7 @@ def _phases(grid, uv):
     return TWO_PI * (np.outer(grid[:, 1], uv[:, 0]) + np.outer(grid[:, 0], uv[:, 1]))
 
 
-@implements("w_tilde", "blocked")
+@implements("w_tilde", "blocked", Cost("trig", lambda M, K, **_: M * M * K))
 def w_tilde_blocked(grid, uv, noise):
     """W by direct summation, vectorised over blocks of visibilities.
 
@@ -54,7 +57,7 @@ def w_tilde_blocked(grid, uv, noise):
     return w
 
 
-@implements("w_tilde", "gemm")
+@implements("w_tilde", "gemm", Cost("flop", lambda M, K, **_: 2 * M * M * K), oracle=True)
 def w_tilde_gemm(grid, uv, noise):
     """W as C C^T + S S^T, C = cos(phi) / sigma and S = sin(phi) / sigma.
 
@@ -91,7 +94,7 @@ def _half_offsets(uv, noise, pixel_scale, shape_native):
     return table
 
 
-@implements("w_offsets", "half")
+@implements("w_offsets", "half", Cost("trig", lambda Ny, Nx, K, **_: Ny * (2 * Nx - 1) * K), oracle=True)
 def w_offsets_half(uv, noise, pixel_scale, shape_native):
     """The offset table's half with dr >= 0, summed over K as a matrix-vector
     product of block cosines, mirrored by evenness.
@@ -104,30 +107,15 @@ def w_offsets_half(uv, noise, pixel_scale, shape_native):
     return _half_offsets(uv, noise, pixel_scale, shape_native)
 
 
-#: Requested accuracy of the NUFFT algorithms (FINUFFT's ``eps``): errors
-#: stay below about NUFFT_EPS * sum_k |strength_k|, i.e. 1e-12 of the offset
-#: table's largest entry (its centre, sum_k 1/sigma_k^2). Set it before the
-#: call to trade accuracy for speed (1e-6 is about twice as fast).
-NUFFT_EPS = 1e-12
-#: Below this many non-uniform points FINUFFT runs on one thread: its
-#: threads cost more than they save (measured on 2 cores: 1.1 vs 4.3 ms at
-#: K = 4096, 6.2 vs 7.3 ms at K = 32768, but 1.9 vs 1.1 s at K = 10^7).
-NUFFT_MIN_POINTS_PER_THREAD = 1 << 20
-
-
-def nufft_threads(points: int) -> int:
-    """FINUFFT's nthreads: 1 for small transforms, else 0 (OpenMP's count,
-    which LENSKERN_NUM_THREADS sets)."""
-    return 1 if points < NUFFT_MIN_POINTS_PER_THREAD else 0
-
-
 def _wrapped(angle):
     """Angles moved into [-pi, pi): FINUFFT takes points in [-3 pi, 3 pi], and
     the transforms here only evaluate integer modes, which are 2 pi periodic."""
     return np.mod(angle + np.pi, TWO_PI) - np.pi
 
 
-@implements("w_offsets", "nufft")
+@implements(
+    "w_offsets", "nufft", Cost("flop", lambda Ny, Nx, K, **_: nufft_operations(K, table_size(Ny, Nx)))
+)
 def w_offsets_nufft(uv, noise, pixel_scale, shape_native):
     """The offset table as one type-1 non-uniform FFT (FINUFFT).
 
@@ -137,16 +125,12 @@ def w_offsets_nufft(uv, noise, pixel_scale, shape_native):
     (2Ny-1, 2Nx-1) grid of modes. The weights are real, so the transform is
     Hermitian and its real part is the even table the reference sums (made
     even to the last bit by averaging it with its mirror).
-    FINUFFT or ducc0: both were measured on this table at eps 1e-12 (2-core
-    machine): ducc0's nu2u took 0.6 / 3.4 / 584 ms against FINUFFT's 1.0 /
-    5.1 / 902 ms at small / seed-1core (1 thread) / science (2 threads),
-    with whole-table errors of 4e-14 against 1.5e-13. FINUFFT is used all
-    the same: the same library serves NumPy, JAX (jax-finufft, differentiable)
-    and GPUs (cuFINUFFT) with one convention, and has the type-3 transform
-    the dirty image needs, which ducc0 lacks; ducc0 for this table is a
-    measured 1.5x left on the table.
+    FINUFFT rather than ducc0, although ducc0's nu2u is faster on this
+    table: one library serves NumPy, JAX (jax-finufft, differentiable) and
+    GPUs (cuFINUFFT) with one convention, and has the type-3 transform the
+    dirty image needs, which ducc0 lacks.
 
-    See reference.w_offsets for the math; accuracy: :data:`NUFFT_EPS`.
+    See reference.w_offsets for the math; accuracy: :data:`lenskern.conventions.NUFFT_EPS`.
 
     Cost: O(K w^2) spreading (w ~ 15 kernel points per dimension at 1e-12)
     + an FFT of about 4 (2Ny-1)(2Nx-1) points, instead of the direct
@@ -164,7 +148,7 @@ def w_offsets_nufft(uv, noise, pixel_scale, shape_native):
         cols,
         strengths,
         (2 * ny - 1, 2 * nx - 1),
-        eps=NUFFT_EPS,
+        eps=conventions.NUFFT_EPS,
         isign=1,
         nthreads=nufft_threads(len(uv)),
     ).real
@@ -182,7 +166,7 @@ def _gather(w_offsets, native_index):
     return np.take(w_offsets.ravel(), (centre + lin)[:, None] - lin[None, :])
 
 
-@implements("w_tilde", "offsets")
+@implements("w_tilde", "offsets", Cost("trig", lambda Ny, Nx, K, M, **_: Ny * (2 * Nx - 1) * K))
 def w_tilde_offsets(uv, noise, pixel_scale, shape_native, native_index):
     """W gathered from the offset table (half algorithm), which costs
     (2Ny-1)(2Nx-1)/2 K cosines instead of M^2 K.
@@ -195,13 +179,17 @@ def w_tilde_offsets(uv, noise, pixel_scale, shape_native, native_index):
     return _gather(_half_offsets(uv, noise, pixel_scale, shape_native), native_index)
 
 
-@implements("w_tilde", "nufft")
+@implements(
+    "w_tilde",
+    "nufft",
+    Cost("flop", lambda Ny, Nx, K, M, **_: nufft_operations(K, table_size(Ny, Nx)) + M * M),
+)
 def w_tilde_nufft(uv, noise, pixel_scale, shape_native, native_index):
     """W gathered from the offset table made by one NUFFT ("nufft" w_offsets):
     the seeds' "compact expanded" with the table's K cosines sums replaced.
 
     See reference.w_tilde and reference.w_offsets for the math; accuracy:
-    :data:`NUFFT_EPS`.
+    :data:`lenskern.conventions.NUFFT_EPS`.
 
     Cost: the NUFFT (O(K w^2) + an FFT of ~4 (2Ny-1)(2Nx-1) points) + M^2
     gathered reads; memory M^2 floats plus one M^2 int64 index array.
@@ -209,7 +197,7 @@ def w_tilde_nufft(uv, noise, pixel_scale, shape_native, native_index):
     return _gather(w_offsets_nufft(uv, noise, pixel_scale, shape_native), native_index)
 
 
-@implements("w_tilde_from_offsets", "gather")
+@implements("w_tilde_from_offsets", "gather", Cost("flop", lambda M, **_: M * M), oracle=True)
 def w_tilde_from_offsets_gather(w_offsets, native_index):
     """W by fancy indexing of the offset table with broadcast offsets.
 
@@ -220,7 +208,7 @@ def w_tilde_from_offsets_gather(w_offsets, native_index):
     return _gather(w_offsets, native_index)
 
 
-@implements("dirty_image", "gemv")
+@implements("dirty_image", "gemv", Cost("trig", lambda M, K, **_: 2 * M * K), oracle=True)
 def dirty_image_gemv(grid, uv, noise, visibilities):
     """The dirty image as cos(phi) @ (Re V / sigma^2) - sin(phi) @ (Im V / sigma^2),
     a block of visibilities at a time.
@@ -238,14 +226,18 @@ def dirty_image_gemv(grid, uv, noise, visibilities):
     return image
 
 
-@implements("dirty_image", "nufft")
+@implements(
+    "dirty_image",
+    "nufft",
+    Cost("flop", lambda Ny, Nx, K, M, **_: nufft_operations(K + M, table_size(Ny, Nx))),
+)
 def dirty_image_nufft(grid, uv, noise, visibilities):
     """The dirty image as one type-3 (non-uniform to non-uniform) NUFFT:
     d_i = Re sum_k (conj V_k / sigma_k^2) exp(-i (x_i 2 pi u_k + y_i 2 pi v_k)),
     sources at 2 pi (u_k, v_k), targets at the pixel centres. Type 3 needs no
     assumption about the grid (any mask, any origin).
 
-    See reference.dirty_image for the math; accuracy: :data:`NUFFT_EPS`.
+    See reference.dirty_image for the math; accuracy: :data:`lenskern.conventions.NUFFT_EPS`.
 
     Cost: O((K + M) w^2) spreading and interpolation + an FFT whose size is
     set by the space-bandwidth product (max |x| max |u|, ~ the grid's pixel
@@ -258,7 +250,7 @@ def dirty_image_nufft(grid, uv, noise, visibilities):
     image = finufft.nufft2d3(
         TWO_PI * uv[:, 0], TWO_PI * uv[:, 1], strengths.astype(np.complex128),
         np.ascontiguousarray(grid[:, 1]), np.ascontiguousarray(grid[:, 0]),
-        eps=NUFFT_EPS, isign=-1, nthreads=nufft_threads(len(uv) + len(grid)),
+        eps=conventions.NUFFT_EPS, isign=-1, nthreads=nufft_threads(len(uv) + len(grid)),
     )  # fmt: skip
     return np.ascontiguousarray(image.real)
 
@@ -273,7 +265,7 @@ def _sparse_mapping(pix_indexes, pix_weights, n_sources) -> scipy.sparse.csr_arr
     )
 
 
-@implements("mapping_matrix", "scatter")
+@implements("mapping_matrix", "scatter", Cost("flop", lambda M, B, S, **_: M * B + M * S), oracle=True)
 def mapping_matrix_scatter(pix_indexes, pix_weights, n_sources):
     """T by one unbuffered scatter-add of all valid slots (np.add.at).
 
@@ -288,7 +280,7 @@ def mapping_matrix_scatter(pix_indexes, pix_weights, n_sources):
     return t
 
 
-@implements("data_vector", "dense")
+@implements("data_vector", "dense", Cost("flop", lambda M, S, **_: 2 * M * S), oracle=True)
 def data_vector_dense(mapping_matrix, dirty_image):
     """D = T^T d as a dense matrix-vector product.
 
@@ -299,7 +291,7 @@ def data_vector_dense(mapping_matrix, dirty_image):
     return mapping_matrix.T @ dirty_image
 
 
-@implements("data_vector", "sparse")
+@implements("data_vector", "sparse", Cost("flop", lambda M, B, **_: 2 * M * B))
 def data_vector_sparse(dirty_image, pix_indexes, pix_weights, n_sources):
     """D = T^T d by a weighted bincount over the mapping slots; T is never built.
 
@@ -312,7 +304,9 @@ def data_vector_sparse(dirty_image, pix_indexes, pix_weights, n_sources):
     return np.bincount(pix_indexes[valid], weights=contributions, minlength=n_sources).astype(np.float64)
 
 
-@implements("curvature_matrix", "dense")
+@implements(
+    "curvature_matrix", "dense", Cost("flop", lambda M, S, **_: 2 * M * M * S + 2 * M * S * S), oracle=True
+)
 def curvature_matrix_dense(w_tilde, mapping_matrix):
     """F = T^T (W T) with two dense BLAS products.
 
@@ -323,7 +317,7 @@ def curvature_matrix_dense(w_tilde, mapping_matrix):
     return mapping_matrix.T @ (w_tilde @ mapping_matrix)
 
 
-@implements("curvature_matrix", "sparse")
+@implements("curvature_matrix", "sparse", Cost("flop", lambda M, B, S, **_: 2 * M * M * B + 2 * M * B * S))
 def curvature_matrix_sparse(w_tilde, pix_indexes, pix_weights, n_sources):
     """F = T^T (T^T W)^T with T in CSR: W in memory times the sparse mapping.
 
@@ -336,7 +330,7 @@ def curvature_matrix_sparse(w_tilde, pix_indexes, pix_weights, n_sources):
     return np.asarray(t.T @ tw.T).T.copy()
 
 
-@implements("curvature_matrix", "fft")
+@implements("curvature_matrix", "fft", Cost("flop", fft_curvature_operations))
 def curvature_matrix_fft(w_offsets, native_index, pix_indexes, pix_weights, n_sources):
     """F from the offset table by FFT convolution: W T never needs W.
 
@@ -368,7 +362,7 @@ def curvature_matrix_fft(w_offsets, native_index, pix_indexes, pix_weights, n_so
     return np.asarray(t.T @ wt)
 
 
-@implements("regularization_matrix", "scatter")
+@implements("regularization_matrix", "scatter", Cost("flop", lambda S, P, **_: S * P + S * S), oracle=True)
 def regularization_matrix_scatter(coefficient, neighbors, neighbors_sizes):
     """H by writing -c^2 at every (s, neighbour) pair and the diagonal at once.
 
@@ -385,7 +379,7 @@ def regularization_matrix_scatter(coefficient, neighbors, neighbors_sizes):
     return h
 
 
-@implements("reconstruction", "cholesky")
+@implements("reconstruction", "cholesky", Cost("flop", lambda S, **_: S**3 / 3 + 2 * S * S), oracle=True)
 def reconstruction_cholesky(curvature_matrix, regularization_matrix, data_vector):
     """s = (F + H)^-1 D by LAPACK Cholesky (potrf) and two triangular solves.
 
@@ -397,7 +391,7 @@ def reconstruction_cholesky(curvature_matrix, regularization_matrix, data_vector
     return scipy.linalg.cho_solve(factor, data_vector)
 
 
-@implements("noise_normalization", "vector")
+@implements("noise_normalization", "vector", Cost("trig", lambda K, **_: K), oracle=True)
 def noise_normalization_vector(noise):
     """sum 2 log(2 pi sigma^2), vectorised.
 
@@ -436,7 +430,16 @@ def _log_evidence(curvature, regularization, data, visibilities, noise):
     )
 
 
-@implements("log_evidence", "raw")
+@implements(
+    "log_evidence",
+    "raw",
+    Cost(
+        "flop",
+        lambda Ny, Nx, K, M, S, B, **_: (
+            nufft_operations(2 * K + M, table_size(Ny, Nx)) + fft_curvature_operations(S, M, B, Ny, Nx) + S**3
+        ),
+    ),
+)
 def log_evidence_raw(
     uv, noise, visibilities, grid, pixel_scale, shape_native, native_index, pix_indexes,
     pix_weights, n_sources, neighbors, neighbors_sizes, coefficient,
@@ -445,28 +448,33 @@ def log_evidence_raw(
     NUFFT (direct sums below NUFFT_MIN_TERMS), sparse data vector and FFT
     curvature, never forming W and never looping over K per pixel.
 
-    See reference.log_evidence for the math; accuracy: :data:`NUFFT_EPS`.
+    See reference.log_evidence for the math; accuracy: :data:`lenskern.conventions.NUFFT_EPS`.
 
     Cost: O(K w^2 + Ny Nx log(Ny Nx)) for the NUFFTs, then
     O(S Ny Nx log(Ny Nx) + S^3); memory M S + S^2 floats.
     """
     # Direct sums below NUFFT_MIN_TERMS, as compute() chooses: faster there,
     # and exact where a nearly singular F + H would magnify a NUFFT's error.
-    sizes = dict(uv=uv, shape_native=shape_native, grid=grid)
-    table = (w_offsets_nufft if nufft_pays("w_offsets", sizes) else _half_offsets)(
+    sizes = dict(M=len(grid), K=len(uv), Ny=shape_native[0], Nx=shape_native[1])
+    table = (w_offsets_nufft if conventions.nufft_pays("w_offsets", sizes) else _half_offsets)(
         uv, noise, pixel_scale, shape_native
     )
-    dirty = (dirty_image_nufft if nufft_pays("dirty_image", sizes) else dirty_image_gemv)(
+    dirty = (dirty_image_nufft if conventions.nufft_pays("dirty_image", sizes) else dirty_image_gemv)(
         grid, uv, noise, visibilities
     )
-    return log_evidence_offsets(
+    return log_evidence_fft(
         table, native_index, dirty, visibilities, noise, pix_indexes, pix_weights, n_sources,
         neighbors, neighbors_sizes, coefficient,
     )  # fmt: skip
 
 
-@implements("log_evidence", "offsets")
-def log_evidence_offsets(
+@implements(
+    "log_evidence",
+    "fft",
+    Cost("flop", lambda Ny, Nx, M, S, B, **_: fft_curvature_operations(S, M, B, Ny, Nx) + S**3),
+    oracle=True,
+)
+def log_evidence_fft(
     w_offsets, native_index, dirty_image, visibilities, noise, pix_indexes, pix_weights,
     n_sources, neighbors, neighbors_sizes, coefficient,
 ):  # fmt: skip
@@ -484,7 +492,7 @@ def log_evidence_offsets(
     return _log_evidence(curvature, regularization, data, visibilities, noise)
 
 
-@implements("quadratic_formula", "vector")
+@implements("quadratic_formula", "vector", Cost("flop", lambda n, **_: 7 * n), oracle=True)
 def quadratic_formula_vector(a, b, c):
     """The seeds' NumPy form; each operator makes a temporary of n floats.
 
@@ -495,7 +503,7 @@ def quadratic_formula_vector(a, b, c):
     return (-b + np.sqrt(b**2 - 4 * a * c)) / (2 * a)
 
 
-@implements("fma", "vector")
+@implements("fma", "vector", Cost("flop", lambda n, W, **_: 2 * W * n), oracle=True)
 def fma_vector(weights, arrays):
     """The toast form: ``out += weight * array`` per array, one temporary each.
 
@@ -509,7 +517,7 @@ def fma_vector(weights, arrays):
     return out
 
 
-@implements("fused_expression", "vector")
+@implements("fused_expression", "vector", Cost("trig", lambda n, **_: 3 * n), oracle=True)
 def fused_expression_vector(x):
     """The seeds' NumPy form with its temporaries.
 

@@ -18,12 +18,8 @@ import math
 
 import numpy as np
 
-from lenskern.registry import implements
-from lenskern.validate import ARCSEC_TO_RADIANS
-
-TWO_PI = 2.0 * math.pi
-#: The ridge added to the regularization diagonal so H is positive definite.
-RIDGE = 1e-8
+from lenskern.conventions import ARCSEC_TO_RADIANS, RIDGE, TWO_PI
+from lenskern.registry import Cost, implements, table_size
 
 
 def _phase(y: float, x: float, u: float, v: float) -> float:
@@ -31,7 +27,7 @@ def _phase(y: float, x: float, u: float, v: float) -> float:
     return TWO_PI * (x * u + y * v)
 
 
-@implements("w_tilde", "direct")
+@implements("w_tilde", "direct", Cost("python", lambda M, K, **_: M * (M + 1) / 2 * K))
 def w_tilde(grid, uv, noise):
     r"""The w-tilde matrix of the interferometer likelihood.
 
@@ -68,7 +64,7 @@ def w_tilde(grid, uv, noise):
     return np.array(w, dtype=np.float64).reshape(m_count, m_count)
 
 
-@implements("w_offsets", "direct")
+@implements("w_offsets", "direct", Cost("python", lambda Ny, Nx, K, **_: table_size(Ny, Nx) * K))
 def w_offsets(uv, noise, pixel_scale, shape_native):
     r"""Every distinct value of W, indexed by the pixel offset between i and j.
 
@@ -109,7 +105,7 @@ def w_offsets(uv, noise, pixel_scale, shape_native):
     return np.array(table, dtype=np.float64).reshape(2 * ny - 1, 2 * nx - 1)
 
 
-@implements("w_tilde_from_offsets", "gather")
+@implements("w_tilde_from_offsets", "gather", Cost("python", lambda M, **_: M * M))
 def w_tilde_from_offsets(w_offsets, native_index):
     r"""W expanded from the offset table by a gather.
 
@@ -139,7 +135,7 @@ def w_tilde_from_offsets(w_offsets, native_index):
     return np.array(w, dtype=np.float64).reshape(m_count, m_count)
 
 
-@implements("dirty_image", "direct")
+@implements("dirty_image", "direct", Cost("python", lambda M, K, **_: M * K))
 def dirty_image(grid, uv, noise, visibilities):
     r"""The noise-weighted dirty image: the adjoint Fourier transform of the data.
 
@@ -170,7 +166,7 @@ def dirty_image(grid, uv, noise, visibilities):
     return np.array(image, dtype=np.float64)
 
 
-@implements("mapping_matrix", "loop")
+@implements("mapping_matrix", "loop", Cost("python", lambda M, B, S, **_: M * B + M * S))
 def mapping_matrix(pix_indexes, pix_weights, n_sources):
     r"""The dense mapping matrix T from image pixels to source pixels.
 
@@ -201,7 +197,7 @@ def mapping_matrix(pix_indexes, pix_weights, n_sources):
     return np.array(t, dtype=np.float64).reshape(m_count, n_sources)
 
 
-@implements("data_vector", "loop")
+@implements("data_vector", "loop", Cost("python", lambda M, S, **_: M * S))
 def data_vector(mapping_matrix, dirty_image):
     r"""The data vector D = T^T d: the dirty image seen by each source pixel.
 
@@ -225,7 +221,7 @@ def data_vector(mapping_matrix, dirty_image):
     )
 
 
-@implements("curvature_matrix", "loop")
+@implements("curvature_matrix", "loop", Cost("python", lambda M, S, **_: M * M * S + M * S * S))
 def curvature_matrix(w_tilde, mapping_matrix):
     r"""The curvature matrix F = T^T W T of the linear source inversion.
 
@@ -261,7 +257,7 @@ def curvature_matrix(w_tilde, mapping_matrix):
     return np.array(f, dtype=np.float64).reshape(s_count, s_count)
 
 
-@implements("regularization_matrix", "loop")
+@implements("regularization_matrix", "loop", Cost("python", lambda S, P, **_: S * P + S * S))
 def regularization_matrix(coefficient, neighbors, neighbors_sizes):
     r"""The constant (gradient) regularization matrix H of the source.
 
@@ -324,7 +320,7 @@ def _cholesky_solve(lower, rhs):
     return x
 
 
-@implements("reconstruction", "cholesky")
+@implements("reconstruction", "cholesky", Cost("python", lambda S, **_: S**3 / 3 + 2 * S * S))
 def reconstruction(curvature_matrix, regularization_matrix, data_vector):
     r"""The maximum a posteriori source: s = (F + H)^{-1} D, by Cholesky.
 
@@ -348,7 +344,7 @@ def reconstruction(curvature_matrix, regularization_matrix, data_vector):
     return np.array(_cholesky_solve(_cholesky(a), list(data_vector)), dtype=np.float64)
 
 
-@implements("noise_normalization", "loop")
+@implements("noise_normalization", "loop", Cost("python", lambda K, **_: K))
 def noise_normalization(noise):
     r"""The Gaussian normalisation of K complex visibilities.
 
@@ -369,7 +365,9 @@ def noise_normalization(noise):
     return float(sum(2.0 * math.log(TWO_PI * sigma * sigma) for sigma in noise))
 
 
-@implements("log_evidence", "direct")
+@implements(
+    "log_evidence", "direct", Cost("python", lambda M, K, S, **_: M * (M + 1) / 2 * K + M * M * S + S**3)
+)
 def log_evidence(
     grid,
     uv,
@@ -429,7 +427,7 @@ def log_evidence(
     return float(-0.5 * (chi2_data - s_dot_d + noise_normalization(noise)) + log_det_h - log_det_fh)
 
 
-@implements("quadratic_formula", "loop")
+@implements("quadratic_formula", "loop", Cost("python", lambda n, **_: n))
 def quadratic_formula(a, b, c):
     r"""The larger root of a x^2 + b x + c, element-wise (the seeds' example).
 
@@ -452,7 +450,7 @@ def quadratic_formula(a, b, c):
     )
 
 
-@implements("fma", "loop")
+@implements("fma", "loop", Cost("python", lambda n, W, **_: W * n))
 def fma(weights, arrays):
     r"""A weighted sum of arrays: the seeds' toast example ``out += w * array``.
 
@@ -478,7 +476,7 @@ def fma(weights, arrays):
     return np.array(out, dtype=np.float64)
 
 
-@implements("fused_expression", "loop")
+@implements("fused_expression", "loop", Cost("python", lambda n, **_: n))
 def fused_expression(x):
     r"""The seeds' fusion example, element-wise.
 

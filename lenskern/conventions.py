@@ -1,0 +1,88 @@
+"""The conventions of SPEC section 1 and the settings every backend shares.
+
+One neutral module, so no backend imports another (or the oracle) to read a
+constant: the reference, NumPy, Numba and JAX backends, validation and the
+problem generator all take 2 pi, the ridge, the pixel-centre formula and the
+NUFFT settings from here. Settings are read at call time (``conventions.X``),
+so setting one before a call takes effect for every backend.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+TWO_PI = 2.0 * math.pi
+#: Radians per arcsecond (SPEC section 1: radians = arcsec * pi / 648000).
+ARCSEC_TO_RADIANS = math.pi / 648000.0
+#: The ridge added to the regularization diagonal so H is positive definite
+#: (SPEC section 2: H_ss = 1e-8 + c^2 * neighbors_sizes_s).
+RIDGE = 1e-8
+
+
+def pixel_centres(native_index: np.ndarray, shape_native: tuple[int, int], pixel_scale: float) -> np.ndarray:
+    """(y, x) in radians of the pixels at ``native_index`` (SPEC section 1):
+    ``y = -(r - (Ny-1)/2) d``, ``x = (c - (Nx-1)/2) d``, d the pixel scale in
+    radians; y grows upward, x to the right, the origin at the grid centre."""
+    ny, nx = shape_native
+    d = pixel_scale * ARCSEC_TO_RADIANS
+    rows, cols = native_index[:, 0], native_index[:, 1]
+    return np.stack([-(rows - (ny - 1) / 2) * d, (cols - (nx - 1) / 2) * d], axis=1)
+
+
+#: Largest temporary a blocked loop over K or over rows makes, in float64
+#: elements (8 MiB), in the NumPy and JAX backends alike: large enough that
+#: the per-block overhead (a Python iteration, a scan step) is amortised,
+#: small enough that no temporary grows with M^2 K.
+BLOCK_ELEMENTS = 1 << 20
+
+#: Requested accuracy of the NUFFT algorithms (FINUFFT's ``eps``), on every
+#: backend: errors stay below about NUFFT_EPS * sum_k |strength_k|, i.e.
+#: 1e-12 of the offset table's largest entry (its centre, sum_k 1/sigma_k^2).
+#: Lower it before a call to trade accuracy for speed.
+NUFFT_EPS = 1e-12
+
+#: Below this many non-uniform points FINUFFT runs on one thread: starting its
+#: OpenMP team costs more than the threads save on small transforms.
+NUFFT_MIN_POINTS_PER_THREAD = 1 << 20
+
+#: Below this many (output entry, visibility) terms a direct sum over K beats
+#: a NUFFT, whose fixed set-up (FFT plan, spreading kernel) dominates small
+#: transforms; the main job's tables show both sides of the crossover.
+NUFFT_MIN_TERMS = 100_000
+
+
+def nufft_threads(points: int) -> int:
+    """FINUFFT's ``nthreads``: 1 for small transforms, else 0 (OpenMP's count,
+    which LENSKERN_NUM_THREADS sets)."""
+    return 1 if points < NUFFT_MIN_POINTS_PER_THREAD else 0
+
+
+def direct_terms(kernel: str, sizes: dict) -> int:
+    """Output entries x visibilities of a direct sum over K for ``kernel``."""
+    if kernel == "w_offsets":
+        return (2 * sizes["Ny"] - 1) * (2 * sizes["Nx"] - 1) * sizes["K"]
+    return sizes["M"] * sizes["K"]
+
+
+def nufft_pays(kernel: str, sizes: dict) -> bool:
+    """Whether a NUFFT beats the direct sum over K for ``kernel`` at ``sizes``
+    (symbols M, K, Ny, Nx): see NUFFT_MIN_TERMS."""
+    return direct_terms(kernel, sizes) >= NUFFT_MIN_TERMS
+
+
+def nufft_operations(points: int, modes: int) -> float:
+    """Flops of one NUFFT at NUFFT_EPS, for cost models: each non-uniform
+    point spreads onto w^2 = 15^2 fine-grid points (w ~ 15 at 1e-12), then one
+    FFT of the 2x-per-axis upsampled grid (about 5 N log2 N flops per complex
+    point, N = 4 modes)."""
+    fine = 4 * modes
+    return 2 * 225 * points + 5 * 4 * fine * math.log2(fine + 1)
+
+
+def fft_curvature_operations(S: int, M: int, B: int, Ny: int, Nx: int, **_) -> float:  # noqa: N803
+    """Flops of the FFT curvature: one forward and one inverse 2-d FFT per
+    source pixel on the (2Ny, 2Nx) zero-padded grid, then T^T (W T)."""
+    fine = 4 * Ny * Nx
+    return S * 2 * 5 * fine * math.log2(fine + 1) + 2 * M * B * S
