@@ -1,50 +1,52 @@
-"""The asv suite's base classes, generated from lenskern's registry.
+"""The asv suite's generic machinery: base classes, parameters, inputs, memory.
 
-Every registered implementation of every kernel becomes a parameter of its
-kernel's two benchmark classes, so an implementation added to a backend is
-benchmarked with no code here. Per implementation and size tier:
+The area modules (``offsets.py``, ``curvature.py``, ``likelihood.py``,
+``examples.py``) declare one pair of classes per kernel, explicitly::
+
+    class CurvatureMatrix(KernelTime):
+        kernel = "curvature_matrix"
+
+and the bases here give them their parameters, generated from lenskern's
+registry: every implementation that can run here, on every size tier, so an
+implementation added to a backend is benchmarked with no code in this folder.
 
 - ``<Kernel>.time_call``, on each thread setting: one call, JIT compilation
-  done in ``setup``; the result is blocked on inside the timed body (JAX
-  dispatches asynchronously).
+  done in ``setup``; the timed body waits for an asynchronous device
+  (:func:`synchronize`).
+- ``<Kernel>Profile``, on one thread only (each benchmark is a process of its
+  own, and the thread count changes none of these much):
+  ``peakmem_call`` and ``peakmem_resident`` are asv's peak RSS of the process
+  with and without the call; ``setup`` makes a warm call and then resets the
+  high-water mark (``/proc/self/clear_refs``), so both start from what is
+  resident. **The kernel's own peak memory is peakmem_call -
+  peakmem_resident**: the report subtracts them. ``track_first_call_seconds``
+  is the first call, compilation included; ``track_max_relative_error`` is
+  max |got - oracle| / max |oracle|, the oracle being the reference where it
+  runs in seconds at that size, else the implementation the registry
+  declares as the kernel's oracle (``registry.oracle``).
 
-``<Kernel>Profile``, on one thread only (the thread count changes none of
-these much, and each benchmark is a process of its own):
+The reference (plain Python) is timed on one thread only, with no warm call;
+its memory, first call and error (zero by definition) are not tracked.
 
-- ``peakmem_call`` and ``peakmem_resident``: asv's peak RSS of the process
-  with and without the call. ``setup`` makes a warm call and then resets the
-  kernel's high-water mark (``/proc/self/clear_refs``), so both start from
-  what is resident: imports, inputs, compiled code. **The kernel's own peak
-  memory is peakmem_call - peakmem_resident**: the report subtracts them.
-- ``track_first_call_seconds``: the first call, compilation included.
-- ``track_max_relative_error``: max |got - oracle| / max |oracle|, where the
-  oracle is the reference when it runs in seconds at that size, else
-  ``ORACLE[kernel]``, a NumPy implementation the property tests hold to the
-  reference. The oracle's output is computed once per installed lenskern and
-  kept in a file, not recomputed by every implementation's process.
-
-The reference (plain Python, the executable spec) is timed on one thread
-only, with no warm call: it compiles nothing and uses one core whatever the
-setting; its memory, first call and error (zero by definition) are not
-tracked.
-
-Size tiers: ``small`` by default; set ``LENSKERN_BENCH_TIERS`` (comma list of
+Size tiers: ``small`` by default; ``LENSKERN_BENCH_TIERS`` (comma list of
 ``tiny``, ``small``, ``seed-1core``, ``seed-gpu``, ``science``) for others.
-An implementation whose estimated cost exceeds a minute per call at a tier
-(five seconds at ``small``, the tier that promises every kernel in seconds)
-is skipped there: asv shows n/a, and :func:`skip_reason` gives the estimate.
+An implementation whose cost model (``Implementation.cost``, declared with
+it) estimates more than a minute per call at a tier (five seconds at
+``small``) is skipped there: asv shows n/a, and :func:`skip_reason` says why.
 One ``setup_cache`` serves the whole suite: the inputs of every kernel are
 built once per environment and loaded by each benchmark process.
 """
 
 from __future__ import annotations
 
+import abc
 import atexit
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -64,82 +66,27 @@ TIERS = tuple(t for t in os.environ.get("LENSKERN_BENCH_TIERS", "small").split("
 #: Elements per array of the seeds' small examples (the seed used 5,000,000).
 EXAMPLE_SIZES = {"tiny": 10_000}
 EXAMPLE_SIZE = 5_000_000
-
-#: The oracle of track_max_relative_error where the reference is too slow.
-ORACLE = {
-    "w_tilde": "numpy.gemm",
-    "w_offsets": "numpy.half",
-    "w_tilde_from_offsets": "numpy.gather",
-    "dirty_image": "numpy.gemv",
-    "mapping_matrix": "numpy.scatter",
-    "data_vector": "numpy.dense",
-    "curvature_matrix": "numpy.dense",
-    "regularization_matrix": "numpy.scatter",
-    "reconstruction": "numpy.cholesky",
-    "noise_normalization": "numpy.vector",
-    "log_evidence": "numpy.offsets",
-    "quadratic_formula": "numpy.vector",
-    "fma": "numpy.vector",
-    "fused_expression": "numpy.vector",
-}
+#: Arrays the fma example sums.
+EXAMPLE_WEIGHTS = 4
 
 #: A call estimated to take longer than this is skipped at that tier: the
 #: small tier promises every kernel in seconds, the larger ones a minute.
 MAX_SECONDS = {"tiny": 5.0, "small": 5.0}
 MAX_SECONDS_LARGE = 60.0
-#: Rough single-core rates: interpreted Python operations, transcendental
-#: calls (cos, sin, exp) and multiply-adds. Only the order of magnitude matters.
-RATE = {"python": 3e6, "trig": 5e7, "flop": 5e9}
+
+#: W is built as an input only while it fits in this much memory (it is
+#: 40 GiB at the science size, where only algorithms that never form it run).
+W_BYTES_MAX = 2 << 30
 
 
-def _cost(kernel: str, algorithm: str, z: dict) -> tuple[float, str]:
-    """(operations, kind) of one call: the cost lines of the docstrings."""
-    m, k, s, b = z["M"], z["K"], z["S"], z["B"]
-    table = (2 * z["Ny"] - 1) * (2 * z["Nx"] - 1)
-    if algorithm == "nufft":  # spreading w^2 = 15^2 points per visibility, then one FFT
-        points = k + (m if kernel == "dirty_image" else 0)
-        gather = m * m if kernel == "w_tilde" else 0
-        return 2 * 225 * points + 20 * 4 * table * np.log2(4 * table + 1) + gather, "flop"
-    if kernel == "w_tilde":
-        if algorithm == "gemm":
-            return 2 * m * m * k, "flop"
-        if algorithm == "offsets":
-            return table * k / 2, "trig"
-        return m * m * k / 2, "trig"
-    if kernel == "w_offsets":
-        return table * k, "trig"
-    if kernel == "dirty_image":
-        return 2 * m * k, "trig"
-    if kernel == "curvature_matrix":
-        if algorithm in ("dense", "loop"):
-            return m * m * s, "flop"
-        if algorithm == "direct":
-            return m * m * b * b, "flop"
-        return m * m * b, "flop"
-    if kernel == "log_evidence":
-        return (m * m * k / 2 if algorithm == "direct" else table * k / 2 + m * k), "trig"
-    if kernel in ("reconstruction",):
-        return s**3, "flop"
-    if kernel == "w_tilde_from_offsets":
-        return m * m, "flop"
-    return m * s + k + s * s, "flop"
-
-
-def estimated_seconds(impl: lk.Implementation, sizes: dict, tier: str) -> float:
-    if impl.kernel in registry.EXAMPLES:
-        n = EXAMPLE_SIZES.get(tier, EXAMPLE_SIZE)
-        # ~5 floating-point operations per element (2 per weight for fma)
-        operations, kind = n * (8 if impl.kernel == "fma" else 5), "flop"
-    else:
-        operations, kind = _cost(impl.kernel, impl.algorithm, sizes)
-    if impl.backend == "reference":
-        kind = "python"
-    return operations / RATE[kind]
+def example_sizes(tier: str) -> dict:
+    """The sizes of the seeds' examples at a tier, by the symbols of their cost."""
+    return {"n": EXAMPLE_SIZES.get(tier, EXAMPLE_SIZE), "W": EXAMPLE_WEIGHTS}
 
 
 def skip_reason(impl: lk.Implementation, tier: str, sizes: dict) -> str | None:
     """Why ``impl`` is not benchmarked at ``tier`` (of these sizes), or None."""
-    seconds = estimated_seconds(impl, sizes, tier)
+    seconds = impl.estimated_seconds(sizes)
     limit = MAX_SECONDS.get(tier, MAX_SECONDS_LARGE)
     if seconds > limit:
         return f"{impl.name} at {tier}: estimated {seconds:.0f} s per call (> {limit:.0f} s)"
@@ -148,31 +95,16 @@ def skip_reason(impl: lk.Implementation, tier: str, sizes: dict) -> str | None:
 
 def example_inputs(tier: str) -> dict:
     """The seeds' example arrays: quadratic coefficients with real roots, x >= 0."""
-    n = EXAMPLE_SIZES.get(tier, EXAMPLE_SIZE)
+    n = example_sizes(tier)["n"]
     rng = np.random.default_rng(0)
     return dict(
         a=rng.uniform(5, 10, n),
         b=rng.uniform(10, 20, n),
         c=rng.uniform(-0.1, 0.1, n),
         x=rng.uniform(0, 10, n),
-        weights=rng.uniform(-1, 1, 4),
-        arrays=rng.uniform(-1, 1, (4, n)),
+        weights=rng.uniform(-1, 1, EXAMPLE_WEIGHTS),
+        arrays=rng.uniform(-1, 1, (EXAMPLE_WEIGHTS, n)),
     )
-
-
-#: Earlier kernels' outputs, in the order each can be built from the ones before.
-INTERMEDIATES = (
-    "w_tilde",
-    "w_offsets",
-    "dirty_image",
-    "mapping_matrix",
-    "data_vector",
-    "curvature_matrix",
-    "regularization_matrix",
-)
-#: W is built as an input only while it fits in this much memory (it is
-#: 40 GiB at the science size, where only algorithms that never form it run).
-W_BYTES_MAX = 2 << 30
 
 
 def suite_inputs(tier: str) -> dict:
@@ -183,86 +115,93 @@ def suite_inputs(tier: str) -> dict:
     other benchmark process loads them."""
     problem = lk.make_problem(tier)
     inputs = dict(problem)
-    for name in INTERMEDIATES:
+    for name in registry.INTERMEDIATES:
         if name == "w_tilde" and 8 * len(inputs["grid"]) ** 2 > W_BYTES_MAX:
             continue
         inputs[name] = lk.compute(name, **inputs)
     return {"inputs": inputs, "sizes": problem.sizes}
 
 
-def _implementation(kernel: str, name: str) -> lk.Implementation:
-    """One implementation, importing only its backend where lenskern can."""
-    found = getattr(registry, "implementation", None)  # newer lenskern: lazy, one backend
+def implementation(kernel: str, name: str) -> lk.Implementation:
+    """One implementation, loading only its backend; n/a in asv if it cannot run."""
     try:
-        if found is not None:
-            return found(kernel, name)
-        return lk.implementations(kernel)[name]
-    except (KeyError, ValueError) as error:
+        return registry.implementation(kernel, name)
+    except ValueError as error:
         raise NotImplementedError(f"{name}: {error}") from None
 
 
-def implementation_names(kernel: str) -> list[str]:
-    """The registered implementations of ``kernel``, the classes' parameter.
-
-    Every benchmark process imports its module and so rebuilds this list;
-    loading all backends for it costs each process over a second. The list is
-    kept in a file keyed by the installed lenskern's backend files, so only
-    the first process of an environment and commit pays.
-    """
-    spec = importlib.util.find_spec("lenskern")
-    package = Path(next(iter(spec.submodule_search_locations)))
-    stamp = [(p.name, p.stat().st_mtime_ns, p.stat().st_size)
-             for p in sorted((package / "backends").glob("*.py"))]  # fmt: skip
-    key = hashlib.sha256(json.dumps([str(package), stamp]).encode()).hexdigest()[:20]
-    path = Path(tempfile.gettempdir()) / "lenskern-asv" / f"implementations-{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())[kernel]
-    names = {k: sorted(lk.implementations(k)) for k in registry.KERNELS + registry.EXAMPLES}
-    path.parent.mkdir(exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}")
-    partial.write_text(json.dumps(names))
-    partial.replace(path)  # atomic: a concurrent reader sees all or nothing
-    return names[kernel]
+def _package() -> Path:
+    return Path(next(iter(importlib.util.find_spec("lenskern").submodule_search_locations)))
 
 
-def _stamp(paths) -> str:
-    """A digest of files' contents: the same code gives the same key."""
-    digest = hashlib.sha256()
-    for path in paths:
+def _cache_path(stem: str, files: list[Path], suffix: str) -> Path:
+    """A file in the shared temporary folder, keyed by the contents of
+    ``files``: the same code gives the same key, changed code a new one."""
+    digest = hashlib.sha256(str(_package()).encode())
+    for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:20]
+    folder = Path(tempfile.gettempdir()) / "lenskern-asv"
+    folder.mkdir(exist_ok=True)
+    return folder / f"{stem}-{digest.hexdigest()[:20]}{suffix}"
+
+
+def _write_atomically(path: Path, write) -> None:
+    partial = path.with_name(f"{path.stem}.{os.getpid()}{path.suffix}")
+    write(partial)
+    partial.replace(path)  # a concurrent reader sees all or nothing
+
+
+def manifest() -> dict[str, dict[str, list[str]]]:
+    """``{kernel: {implementation name: its inputs}}`` for every implementation
+    that can run here: the parameters of the suite's classes.
+
+    Every benchmark process imports its module and so rebuilds the
+    parameters; loading all backends for them costs each process over a
+    second. The manifest is kept in a file keyed by the installed lenskern's
+    code, so only the first process of an environment and commit pays.
+    """
+    path = _cache_path("implementations", sorted(_package().rglob("*.py")), ".json")
+    if path.exists():
+        return json.loads(path.read_text())
+    found = {
+        kernel: {name: list(impl.inputs) for name, impl in sorted(lk.implementations(kernel).items())}
+        for kernel in registry.KERNELS + registry.EXAMPLES
+    }
+    _write_atomically(path, lambda p: p.write_text(json.dumps(found)))
+    return found
+
+
+def implementation_names(kernel: str) -> list[str]:
+    """The implementations of ``kernel`` that can run here, the classes' parameter."""
+    return list(manifest()[kernel])
 
 
 def oracle_output(kernel: str, tier: str, sizes: dict, inputs: dict) -> np.ndarray:
     """The oracle's output for ``kernel`` at ``tier``, as float64.
 
     Computed by the first process that asks and kept in a file keyed by the
-    code that makes it (problems, registry, validation, reference and NumPy
-    backends), so the reference's seconds are paid once per lenskern version,
-    not once per implementation."""
-    reference = _implementation(kernel, next(
-        name for name in implementation_names(kernel) if name.startswith("reference.")))  # fmt: skip
-    cheap = skip_reason(reference, tier, sizes) is None
-    oracle = reference if cheap else _implementation(kernel, ORACLE[kernel])
-    package = Path(next(iter(importlib.util.find_spec("lenskern").submodule_search_locations)))
-    files = [package / name for name in ("problems.py", "registry.py", "validate.py",
-                                         "backends/reference.py", "backends/numpy.py")]  # fmt: skip
-    key = f"{kernel}-{tier}-{oracle.name}-{_stamp(files)}"
-    path = Path(tempfile.gettempdir()) / "lenskern-asv" / f"oracle-{key}.npy"
+    installed lenskern's code, so the reference's seconds are paid once per
+    lenskern version, not once per implementation."""
+    path = _cache_path(f"oracle-{kernel}-{tier}", sorted(_package().rglob("*.py")), ".npy")
     if path.exists():
         return np.load(path)
-    expected = np.asarray(block(oracle.function(**oracle.bind(inputs))), dtype=np.float64)
-    path.parent.mkdir(exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.npy")
-    np.save(partial, expected)
-    partial.replace(path)  # atomic, as for the manifest
+    (name,) = [name for name in implementation_names(kernel) if name.startswith("reference.")]
+    reference = implementation(kernel, name)
+    oracle = reference if skip_reason(reference, tier, sizes) is None else registry.oracle(kernel)
+    expected = np.asarray(synchronize(oracle.function(**oracle.bind(inputs))), dtype=np.float64)
+    _write_atomically(path, lambda p: np.save(p, expected))
     return expected
 
 
-def block(result):
-    """Wait for an asynchronous result (JAX) so timing covers the work."""
+def synchronize(result):
+    """Wait until an asynchronous device has finished ``result``, so a timer
+    stopped after this covers the work: JAX arrays are blocked on, and a
+    CUDA context Numba opened is synchronised. Returns ``result``."""
     if hasattr(result, "block_until_ready"):
         result.block_until_ready()
+    cuda = sys.modules.get("numba.cuda")
+    if cuda is not None and cuda.is_available():
+        cuda.synchronize()
     return result
 
 
@@ -279,10 +218,16 @@ def one_thread() -> bool:
     return os.environ.get("LENSKERN_NUM_THREADS", "1") == "1"
 
 
-class _KernelBenchmark:  # underscore: asv discovers only the generated subclasses
-    """Base of the generated classes; ``kernel`` is set by :func:`generate`."""
+class _KernelBenchmark(abc.ABC):
+    """A benchmark of every implementation of one kernel, at every tier.
 
-    kernel: str
+    Abstract, so asv skips it: a subclass names its ``kernel`` and gets its
+    parameters from the registry."""
+
+    @property
+    @abc.abstractmethod
+    def kernel(self) -> str: ...
+
     param_names = ["implementation", "tier"]
     timeout = 600
     # JIT compilation happens in setup; each sample is then one warm call.
@@ -293,48 +238,58 @@ class _KernelBenchmark:  # underscore: asv discovers only the generated subclass
     #: The profile classes measure what does not depend on the thread count.
     one_thread_only = False
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if isinstance(cls.__dict__.get("kernel"), str):
+            cls.params = [implementation_names(cls.kernel), list(TIERS)]
+
     def setup_cache(self):
         # Defined once here, so asv keys one cache for the whole suite: every
         # class shares the inputs built by the first.
         return {tier: suite_inputs(tier) for tier in TIERS}
 
-    def setup(self, cache, implementation, tier):
+    def setup(self, cache, implementation_name, tier):
         if self.one_thread_only and not one_thread():
             raise NotImplementedError("memory, compilation and error are measured on one thread")
-        self.impl = _implementation(self.kernel, implementation)
+        self.impl = implementation(self.kernel, implementation_name)
         if self.impl.backend == "reference" and (self.one_thread_only or not one_thread()):
             raise NotImplementedError("the reference is plain Python: timed on one thread only")
-        self.sizes = cache[tier]["sizes"]
+        examples = self.kernel in registry.EXAMPLES
+        self.sizes = example_sizes(tier) if examples else cache[tier]["sizes"]
         reason = skip_reason(self.impl, tier, self.sizes)
         if reason:
             raise NotImplementedError(reason)
-        inputs = example_inputs(tier) if self.kernel in registry.EXAMPLES else cache[tier]["inputs"]
+        inputs = example_inputs(tier) if examples else cache[tier]["inputs"]
         missing = [name for name in self.impl.inputs if name not in inputs]
         if missing:
-            raise NotImplementedError(f"{implementation} at {tier}: input(s) {missing} not built")
+            raise NotImplementedError(f"{implementation_name} at {tier}: input(s) {missing} not built")
         self.inputs = self.impl.bind(inputs)
         self.all_inputs = inputs  # what the oracle of track_max_relative_error takes
         self.tier = tier
         if self.impl.backend == "reference":
             return  # nothing to compile: no warm call
         start = time.perf_counter()
-        self.result = block(self.impl.function(**self.inputs))
+        self.result = synchronize(self.impl.function(**self.inputs))
         self.first_call_seconds = time.perf_counter() - start
         reset_peak_memory()
 
 
-class _Time(_KernelBenchmark):
+class KernelTime(_KernelBenchmark):
+    """``time_call``: one warm call of each implementation, on every thread setting."""
+
     def time_call(self, cache, implementation, tier):
-        """One warm call, blocked on until the result exists."""
-        block(self.impl.function(**self.inputs))
+        """One warm call, waited on until the result exists."""
+        synchronize(self.impl.function(**self.inputs))
 
 
-class _Profile(_KernelBenchmark):
+class KernelProfile(_KernelBenchmark):
+    """Peak memory, first call and error of each implementation, on one thread."""
+
     one_thread_only = True
 
     def peakmem_call(self, cache, implementation, tier):
         """Peak RSS with one warm call; subtract peakmem_resident for the kernel's own."""
-        block(self.impl.function(**self.inputs))
+        synchronize(self.impl.function(**self.inputs))
 
     def peakmem_resident(self, cache, implementation, tier):
         """Peak RSS without the call: imports, inputs and compiled code."""
@@ -347,27 +302,8 @@ class _Profile(_KernelBenchmark):
 
     def track_max_relative_error(self, cache, implementation, tier):
         """max |got - oracle| / max |oracle|, oracle as the module docstring says."""
-        expected = oracle_output(self.kernel, tier, self.sizes, self.all_inputs)
+        expected = oracle_output(self.kernel, self.tier, self.sizes, self.all_inputs)
         got = np.asarray(self.result, dtype=np.float64)
         return float(np.max(np.abs(got - expected)) / max(np.max(np.abs(expected)), 1e-300))
 
     track_max_relative_error.unit = "relative"
-
-
-def generate(kernels: tuple[str, ...], namespace: dict) -> None:
-    """Add two benchmark classes per kernel to a benchmark module's namespace:
-    ``<Kernel>`` (time, on every thread setting) and ``<Kernel>Profile``
-    (memory, first call and error, on one thread)."""
-    for kernel in kernels:
-        name = "".join(part.title() for part in kernel.split("_"))
-        for suffix, base in (("", _Time), ("Profile", _Profile)):
-            namespace[name + suffix] = type(
-                name + suffix,
-                (base,),
-                {
-                    "kernel": kernel,
-                    "params": [implementation_names(kernel), list(TIERS)],
-                    "__module__": namespace["__name__"],
-                    "__doc__": f"{kernel}: every registered implementation (benchmarks/common.py).",
-                },
-            )

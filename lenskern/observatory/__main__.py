@@ -11,6 +11,8 @@
 ``regressions``  the published site's regressions as markdown; exit 1 if any.
 ``seeds``    the seeds' Match and Bonus rounds at their sizes, in their format,
              with lenskern's algorithms added, and a bar chart per table.
+``measured`` compute's first choices against the fastest alternative, from the
+             saved results of one commit: the README's "measured" table.
 
 Run from the repository root (where ``asv.conf.json`` is).
 """
@@ -28,9 +30,9 @@ import sys
 import time
 from pathlib import Path
 
-from lenskern.observatory import alert, seeds
+from lenskern.observatory import alert, seeds, suite
 from lenskern.observatory.offline import make_offline
-from lenskern.observatory.report import report, results_by_threads
+from lenskern.observatory.report import measured_table, report, results_by_threads
 
 RESULTS = Path(".asv/results")
 HTML = Path(".asv/html")
@@ -119,7 +121,7 @@ def seeds_job(machine: str, tiers: list[str]) -> None:
     _step(f"benchmarking HEAD {commit[:8]} at {', '.join(tiers)}, one thread and all: seconds per "
           "call, minutes in all (the direct sums that took the seeds hours are skipped)")  # fmt: skip
     code = _asv("run", "HEAD^!", "--machine", machine, "--show-stderr", "--config", str(config),
-                "-b", seeds.bench_regex(kernels), check=False)  # fmt: skip
+                "-b", suite.time_regex(kernels), check=False)  # fmt: skip
     _step("the seeds' tables")
     by_threads = results_by_threads(SEEDS / "results", machine, commit)
     print(seeds.tables(dict.fromkeys(tiers, by_threads), SEEDS), flush=True)
@@ -127,6 +129,24 @@ def seeds_job(machine: str, tiers: list[str]) -> None:
     print(f"done in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     if code != 0:
         raise SystemExit(f"asv run exited with status {code}: some benchmarks failed (see above)")
+
+
+def measured(machine: str, commit: str, tier: str, readme: Path | None) -> None:
+    """Print the table of measured ratios, or rewrite it inside ``readme``."""
+    by_threads = results_by_threads(RESULTS, machine, commit)
+    if "1" not in by_threads:
+        raise SystemExit(f"no one-thread results for commit {commit[:8]} on machine {machine!r} in {RESULTS}")
+    text = measured_table(by_threads, machine, commit, tier)
+    if readme is None:
+        print(text)
+        return
+    begin, end = "<!-- measured:begin -->", "<!-- measured:end -->"
+    old = readme.read_text()
+    if begin not in old or end not in old:
+        raise SystemExit(f"{readme} has no {begin} ... {end} markers")
+    head, rest = old.split(begin, 1)
+    readme.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
+    print(f"{readme}: measured table from {machine}, commit {commit[:8]}, tier {tier}")
 
 
 def serve(port: int) -> None:
@@ -177,6 +197,11 @@ def main(argv: list[str] | None = None) -> None:
     compare_parser.add_argument("--report", type=Path, default=None, help="write the markdown here")
     regressions_parser = commands.add_parser("regressions", help="published regressions")
     regressions_parser.add_argument("--report", type=Path, default=None)
+    measured_parser = commands.add_parser("measured", help="the README's table of measured ratios")
+    measured_parser.add_argument("--machine", default=platform.node() or "this-machine")
+    measured_parser.add_argument("--commit", default=None, help="default: HEAD")
+    measured_parser.add_argument("--tier", default="small")
+    measured_parser.add_argument("--readme", type=Path, default=None, help="rewrite the table in this README")
     seeds_parser = commands.add_parser("seeds", help="the seeds' Match and Bonus rounds, tables and charts")
     seeds_parser.add_argument("--machine", default=platform.node() or "this-machine")
     seeds_parser.add_argument("--tiers", default="seed-1core,seed-gpu",
@@ -202,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
         print(report(RESULTS, args.machine, args.commit or _head(), args.tier))
     elif args.command == "serve":
         serve(args.port)
+    elif args.command == "measured":
+        measured(args.machine, args.commit or _head(), args.tier, args.readme)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from lenskern.observatory import suite
+
 #: A benchmark cell of asv's tables: name, then (parameters), then [machine/env].
 _NAME = re.compile(r"^(?P<name>[\w.]+)(?:\((?P<params>.*)\))?(?:\s+\[(?P<env>.*)\])?$")
 
@@ -36,8 +38,7 @@ class Change:
     @property
     def kernel(self) -> str:
         """The kernel a benchmark class measures: ``CurvatureMatrixProfile`` -> curvature_matrix."""
-        cls = self.benchmark.split(".")[-2].removesuffix("Profile")
-        return re.sub(r"(?<!^)(?=[A-Z])", "_", cls).lower()
+        return suite.kernel_of(self.benchmark.split(".")[-2])
 
 
 def parse(output: str) -> list[Change]:

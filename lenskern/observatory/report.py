@@ -14,11 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lenskern import registry
-
-
-def class_name(kernel: str) -> str:
-    """The benchmark class of a kernel, as ``benchmarks/common.py`` names it."""
-    return "".join(part.title() for part in kernel.split("_"))
+from lenskern.observatory.suite import PROFILE, class_name
 
 
 @dataclass
@@ -71,7 +67,7 @@ def rows(by_threads: dict[str, dict], kernel: str, tier: str) -> list[Row]:
         for implementation, seconds in _benchmark(results, name, "time_call", tier).items():
             if not math.isnan(seconds):
                 found.setdefault(implementation, Row(implementation, {})).seconds[threads] = seconds
-        profile = f"{name}Profile"
+        profile = name + PROFILE
         call = _benchmark(results, profile, "peakmem_call", tier)
         resident = _benchmark(results, profile, "peakmem_resident", tier)
         first = _benchmark(results, profile, "track_first_call_seconds", tier)
@@ -148,3 +144,34 @@ def report(results_dir: Path, machine: str, commit: str, tier: str = "small") ->
         if found:
             sections.append(table(kernel, found, settings))
     return "\n\n".join(sections)
+
+
+def measured_table(by_threads: dict[str, dict], machine: str, commit: str, tier: str) -> str:
+    """Markdown for the README: per kernel, ``compute``'s first choice against
+    the fastest other implementation, on one thread, from one asv run (both
+    sides measured side by side), with the machine, commit and tier it came
+    from. A kernel whose first choice has no result is left out."""
+    one = {"1": by_threads["1"]} if "1" in by_threads else {}
+    lines = [
+        f"Measured on `{machine}`, commit `{commit[:8]}`, tier `{tier}`, one thread (asv medians of "
+        "one run):",
+        "",
+        "| kernel | `compute` picks | time | fastest other | its time | ratio |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for kernel in registry.KERNELS + registry.EXAMPLES:
+        found = {
+            row.implementation: row.seconds["1"] for row in rows(one, kernel, tier) if "1" in row.seconds
+        }
+        pick = registry.RECOMMENDED[kernel][0]
+        if pick not in found:
+            continue
+        others = sorted((seconds, name) for name, seconds in found.items() if name != pick)
+        if not others:
+            continue
+        seconds, other = others[0]
+        lines.append(
+            f"| `{kernel}` | `{pick}` | {_time(found[pick])} | `{other}` | {_time(seconds)} "
+            f"| {seconds / found[pick]:.2f} |"
+        )
+    return "\n".join(lines)

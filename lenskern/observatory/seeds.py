@@ -24,14 +24,6 @@ ROUNDS = {
 }
 
 
-def bench_regex(kernels: set[str]) -> str:
-    """asv's -b regex for the time_call benchmarks of these kernels."""
-    from lenskern.observatory.report import class_name
-
-    names = "|".join(sorted(class_name(k) for k in kernels))
-    return rf"^(offsets|curvature)\.({names})\.time_call"  # no $: asv also matches names with parameters
-
-
 def plot(title: str, found: list[Row], settings: list[str], path: Path) -> None:
     """A horizontal bar chart of the rows' times, log scale, one bar per setting."""
     import matplotlib

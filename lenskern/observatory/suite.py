@@ -1,0 +1,49 @@
+"""What the observatory knows of the asv suite in ``benchmarks/``: which area
+module declares each kernel's classes, and what the classes are called.
+
+Each kernel has a class ``<Kernel>`` (time per call, every thread setting)
+and ``<Kernel>Profile`` (memory, first call, error; one thread), declared
+explicitly in ``benchmarks/<area>.py``; ``tests/test_benchmarks.py`` holds
+the declarations to the names here, which the report, the seeds' rounds and
+the alert read asv's results by.
+"""
+
+from __future__ import annotations
+
+from lenskern import registry
+
+#: area module of benchmarks/ -> the kernels whose classes it declares.
+AREAS = {
+    "offsets": ("w_tilde", "w_offsets", "w_tilde_from_offsets"),
+    "curvature": ("mapping_matrix", "data_vector", "curvature_matrix", "regularization_matrix"),
+    "likelihood": ("dirty_image", "reconstruction", "noise_normalization", "log_evidence"),
+    "examples": registry.EXAMPLES,
+}
+#: Suffix of the class with a kernel's memory, first-call and error benchmarks.
+PROFILE = "Profile"
+
+
+def class_name(kernel: str) -> str:
+    """The benchmark class of a kernel: ``curvature_matrix`` -> ``CurvatureMatrix``."""
+    return "".join(part.title() for part in kernel.split("_"))
+
+
+def area(kernel: str) -> str:
+    """The benchmark module that declares ``kernel``'s classes."""
+    (found,) = [name for name, kernels in AREAS.items() if kernel in kernels]
+    return found
+
+
+def kernel_of(cls: str) -> str:
+    """The kernel a benchmark class measures (``CurvatureMatrixProfile`` ->
+    ``curvature_matrix``); a class of no kernel (``Likelihood``) is its own name."""
+    base = cls.removesuffix(PROFILE)
+    by_class = {class_name(k): k for kernels in AREAS.values() for k in kernels}
+    return by_class.get(base, base)
+
+
+def time_regex(kernels) -> str:
+    """asv's ``-b`` regex for the time_call benchmarks of these kernels (no
+    ``$``: asv matches the regex against names with their parameters too)."""
+    names = "|".join(sorted(f"{area(k)}\\.{class_name(k)}" for k in kernels))
+    return rf"^({names})\.time_call"
