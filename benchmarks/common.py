@@ -60,15 +60,9 @@ atexit.register(shutil.rmtree, os.environ["NUMBA_CACHE_DIR"], ignore_errors=True
 import numpy as np  # noqa: E402, I001
 
 import lenskern as lk  # noqa: E402  first: applies LENSKERN_NUM_THREADS before NumPy, Numba, JAX
-from lenskern import registry  # noqa: E402
+from lenskern import problems, registry  # noqa: E402
 
 TIERS = tuple(t for t in os.environ.get("LENSKERN_BENCH_TIERS", "small").split(",") if t)
-#: Elements per array of the seeds' small examples (the seed used 5,000,000).
-EXAMPLE_SIZES = {"tiny": 10_000}
-EXAMPLE_SIZE = 5_000_000
-#: Arrays the fma example sums.
-EXAMPLE_WEIGHTS = 4
-
 #: A call estimated to take longer than this is skipped at that tier: the
 #: small tier promises every kernel in seconds, the larger ones a minute.
 MAX_SECONDS = {"tiny": 5.0, "small": 5.0}
@@ -79,11 +73,6 @@ MAX_SECONDS_LARGE = 60.0
 W_BYTES_MAX = 2 << 30
 
 
-def example_sizes(tier: str) -> dict:
-    """The sizes of the seeds' examples at a tier, by the symbols of their cost."""
-    return {"n": EXAMPLE_SIZES.get(tier, EXAMPLE_SIZE), "W": EXAMPLE_WEIGHTS}
-
-
 def skip_reason(impl: lk.Implementation, tier: str, sizes: dict) -> str | None:
     """Why ``impl`` is not benchmarked at ``tier`` (of these sizes), or None."""
     seconds = impl.estimated_seconds(sizes)
@@ -91,20 +80,6 @@ def skip_reason(impl: lk.Implementation, tier: str, sizes: dict) -> str | None:
     if seconds > limit:
         return f"{impl.name} at {tier}: estimated {seconds:.0f} s per call (> {limit:.0f} s)"
     return None
-
-
-def example_inputs(tier: str) -> dict:
-    """The seeds' example arrays: quadratic coefficients with real roots, x >= 0."""
-    n = example_sizes(tier)["n"]
-    rng = np.random.default_rng(0)
-    return dict(
-        a=rng.uniform(5, 10, n),
-        b=rng.uniform(10, 20, n),
-        c=rng.uniform(-0.1, 0.1, n),
-        x=rng.uniform(0, 10, n),
-        weights=rng.uniform(-1, 1, EXAMPLE_WEIGHTS),
-        arrays=rng.uniform(-1, 1, (EXAMPLE_WEIGHTS, n)),
-    )
 
 
 def suite_inputs(tier: str) -> dict:
@@ -255,11 +230,11 @@ class _KernelBenchmark(abc.ABC):
         if self.impl.backend == "reference" and (self.one_thread_only or not one_thread()):
             raise NotImplementedError("the reference is plain Python: timed on one thread only")
         examples = self.kernel in registry.EXAMPLES
-        self.sizes = example_sizes(tier) if examples else cache[tier]["sizes"]
+        self.sizes = problems.example_sizes(tier) if examples else cache[tier]["sizes"]
         reason = skip_reason(self.impl, tier, self.sizes)
         if reason:
             raise NotImplementedError(reason)
-        inputs = example_inputs(tier) if examples else cache[tier]["inputs"]
+        inputs = problems.make_examples(tier) if examples else cache[tier]["inputs"]
         missing = [name for name in self.impl.inputs if name not in inputs]
         if missing:
             raise NotImplementedError(f"{implementation_name} at {tier}: input(s) {missing} not built")

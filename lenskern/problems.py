@@ -290,3 +290,30 @@ def _neighbors(sources: np.ndarray, p_count: int, rng: np.random.Generator) -> n
             degree[s] += 1
             degree[n] += 1
     return neighbors
+
+
+#: Elements per array of the seeds' small JIT examples, by tier (the seeds
+#: used 5,000,000, every tier but ``tiny``), and the arrays fma sums.
+EXAMPLE_SIZES = {"tiny": 10_000}
+EXAMPLE_SIZE = 5_000_000
+EXAMPLE_WEIGHTS = 4
+
+
+def example_sizes(tier: str) -> dict[str, int]:
+    """The sizes of the seeds' examples at a tier, by the symbols of their cost (n, W)."""
+    return {"n": EXAMPLE_SIZES.get(tier, EXAMPLE_SIZE), "W": EXAMPLE_WEIGHTS}
+
+
+def make_examples(tier: str) -> dict[str, np.ndarray]:
+    """The seeds' example arrays at a tier: quadratic coefficients with real
+    roots, x >= 0, the fma's weights and arrays; seeded, never changed."""
+    n = example_sizes(tier)["n"]
+    rng = np.random.default_rng(0)
+    return dict(
+        a=rng.uniform(5, 10, n),
+        b=rng.uniform(10, 20, n),
+        c=rng.uniform(-0.1, 0.1, n),
+        x=rng.uniform(0, 10, n),
+        weights=rng.uniform(-1, 1, EXAMPLE_WEIGHTS),
+        arrays=rng.uniform(-1, 1, (EXAMPLE_WEIGHTS, n)),
+    )
