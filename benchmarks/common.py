@@ -224,12 +224,17 @@ class _KernelBenchmark(abc.ABC):
         return {tier: suite_inputs(tier) for tier in TIERS}
 
     def setup(self, cache, implementation_name, tier):
+        self.prepare(cache, self.kernel, implementation_name, tier)
+
+    def prepare(self, cache, kernel, implementation_name, tier):
+        """Inputs bound, skips decided, the call compiled and warmed."""
         if self.one_thread_only and not one_thread():
             raise NotImplementedError("memory, compilation and error are measured on one thread")
-        self.impl = implementation(self.kernel, implementation_name)
+        self.kernel = kernel
+        self.impl = implementation(kernel, implementation_name)
         if self.impl.backend == "reference" and (self.one_thread_only or not one_thread()):
             raise NotImplementedError("the reference is plain Python: timed on one thread only")
-        examples = self.kernel in registry.EXAMPLES
+        examples = kernel in registry.EXAMPLES
         self.sizes = problems.example_sizes(tier) if examples else cache[tier]["sizes"]
         reason = skip_reason(self.impl, tier, self.sizes)
         if reason:

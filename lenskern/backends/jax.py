@@ -101,6 +101,31 @@ def on_device(function, device: str):
     return run
 
 
+def device_parts(function, device: str):
+    """A registered call split into its three parts on ``device``, for the
+    benchmarks that time transfers apart from the kernel: ``to_device(inputs)``
+    (blocked), ``call(placed)`` (a device result, not waited on) and
+    ``to_host(result)``. None for the sharded kernels, which place their
+    inputs themselves."""
+    if getattr(function, "sharded", False):
+        return None
+    kernel = function.__wrapped__  # the jitted core, before on_device's wrapper
+    target = jax.devices(device)[0]
+
+    def to_device(inputs):
+        with jax.enable_x64(True):  # float64 stays float64 on the device
+            placed = {
+                n: jax.device_put(v, target) if isinstance(v, np.ndarray) else v for n, v in inputs.items()
+            }
+            return jax.block_until_ready(placed)
+
+    def call(placed):
+        with jax.enable_x64(True):
+            return kernel(**placed)
+
+    return to_device, call, np.asarray
+
+
 def _sharded(function):
     """Mark a kernel that lays its inputs over a mesh of every device itself."""
     function.sharded = True

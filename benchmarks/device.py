@@ -1,0 +1,66 @@
+"""GPU implementations, the parts of a call apart: the transfer of the
+inputs to the device, the kernel on device-resident inputs, the transfer of
+the result back, and the device's own peak memory. The ``<Kernel>`` classes
+time whole calls, transfers included. n/a on a machine without a GPU.
+
+Best at the ``seed-gpu`` and ``science`` tiers:
+``LENSKERN_BENCH_TIERS=seed-gpu,science asv run HEAD^! -b device``.
+"""
+
+import importlib
+
+from lenskern import registry
+
+from .common import TIERS, _KernelBenchmark, manifest, synchronize
+
+
+def _gpu_calls() -> list[str]:
+    """``kernel/implementation`` of every implementation on a GPU here."""
+    return [f"{kernel}/{name}" for kernel, names in manifest().items() for name in names
+            if registry.BACKENDS[name.split(".")[0]].device == "gpu"]  # fmt: skip
+
+
+class Device(_KernelBenchmark):
+    """Transfers, kernel and peak device memory of each GPU implementation."""
+
+    kernel = None  # per parameter: the ``call`` names it
+    param_names = ["call", "tier"]
+    params = [_gpu_calls() or ["no GPU implementation here"], list(TIERS)]
+
+    def setup(self, cache, call, tier):
+        if "/" not in call:
+            raise NotImplementedError(call)
+        kernel, name = call.split("/")
+        self.prepare(cache, kernel, name, tier)
+        module = importlib.import_module(registry.BACKENDS[self.impl.backend].module)
+        parts = getattr(module, "device_parts", None)
+        parts = parts(self.impl.function, self.impl.device) if parts else None
+        if parts is None:
+            raise NotImplementedError(f"{self.impl.name}: its backend does not split a call into parts")
+        self.to_device, self.call, self.to_host = parts
+        self.placed = self.to_device(self.inputs)
+        self.device_result = synchronize(self.call(self.placed))
+
+    def time_transfer_in(self, cache, call, tier):
+        """The inputs, host to device, waited on."""
+        self.to_device(self.inputs)
+
+    def time_kernel(self, cache, call, tier):
+        """One call on inputs already on the device, waited on, result left there."""
+        synchronize(self.call(self.placed))
+
+    def time_transfer_out(self, cache, call, tier):
+        """The result, device to host."""
+        self.to_host(self.device_result)
+
+    def track_device_peak_bytes(self, cache, call, tier):
+        """Peak device memory of the process after setup's calls, from the
+        device's own counters (JAX's memory statistics)."""
+        import jax
+
+        stats = jax.devices(self.impl.device)[0].memory_stats() or {}
+        if "peak_bytes_in_use" not in stats:
+            raise NotImplementedError("this device keeps no peak-memory statistics")
+        return stats["peak_bytes_in_use"]
+
+    track_device_peak_bytes.unit = "bytes"
