@@ -13,8 +13,17 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 
 
-def test_the_four_workflows_exist():
-    assert {p.stem for p in WORKFLOWS} == {"tests", "benchmarks-pr", "nightly", "gpu"}
+def test_the_workflows_exist():
+    assert {p.stem for p in WORKFLOWS} == {"tests", "benchmarks-pr", "nightly", "gpu", "node"}
+
+
+def test_every_benchmarking_machine_keeps_its_results_on_one_branch():
+    """The nightly job, the GPU runner and the node each check out and push
+    the results branch, so the published site offers every machine."""
+    for name in ("nightly", "gpu", "node"):
+        text = (ROOT / ".github/workflows" / f"{name}.yml").read_text()
+        assert "lenskern.observatory results checkout" in text, name
+        assert "lenskern.observatory results push" in text, name
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)

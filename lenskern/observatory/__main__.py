@@ -11,6 +11,9 @@
 ``regressions``  the published site's regressions as markdown; exit 1 if any.
 ``seeds``    the seeds' Match and Bonus rounds at their sizes, in their format,
              with lenskern's algorithms added, and a bar chart per table.
+``machine``  name this machine for asv, with its GPU model.
+``results``  ``checkout`` the results branch into .asv/results, or ``push`` it:
+             every machine's results on one branch, for one site.
 ``measured`` compute's first choices against the fastest alternative, from the
              saved results of one commit: the README's "measured" table.
 
@@ -30,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from lenskern.observatory import alert, seeds, suite
+from lenskern.observatory import alert, machines, seeds, suite
 from lenskern.observatory.offline import make_offline
 from lenskern.observatory.report import measured_table, report, results_by_threads
 
@@ -69,17 +72,18 @@ def run(machine: str, tier: str) -> None:
         raise SystemExit("run from the repository root, where asv.conf.json is")
     start = time.perf_counter()
     commit = _head()
-    _step(f"machine {machine!r} (asv machine)")
-    _asv("machine", "--yes", "--machine", machine)
+    _step(f"machine {machine!r} (asv machine, with its GPU model)")
+    machines.record(machine)
     os.environ["LENSKERN_BENCH_TIERS"] = tier
     _step(
-        f"benchmarking HEAD {commit[:8]} at the {tier} tier, LENSKERN_NUM_THREADS=1 and all "
+        f"benchmarking HEAD {commit[:8]} at the {tier} tier(s), LENSKERN_NUM_THREADS=1 and all "
         "(the first run builds the virtualenv: a few minutes)"
     )
     code = _asv("run", "HEAD^!", "--machine", machine, "--show-stderr", check=False)
     site = publish()
     _step("results")
-    print(report(RESULTS, machine, commit, tier), flush=True)
+    for each in tier.split(","):
+        print(report(RESULTS, machine, commit, each), flush=True)
     minutes = (time.perf_counter() - start) / 60
     print(f"\nsite: {site}  (serve it: python -m lenskern.observatory serve)", flush=True)
     print(f"done in {minutes:.1f} min", flush=True)
@@ -177,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     run_parser = commands.add_parser("run", help="the main job")
     run_parser.add_argument("--machine", default=platform.node() or "this-machine",
                             help="asv machine name (default: the host name)")  # fmt: skip
-    run_parser.add_argument("--tier", default="small", help="size tier (default: small)")
+    run_parser.add_argument("--tier", default="small", help="size tier(s), comma-separated (default: small)")
     commands.add_parser("publish", help="asv publish, then make the site work offline")
     report_parser = commands.add_parser("report", help="print the tables of one commit")
     report_parser.add_argument("--machine", default=platform.node() or "this-machine")
@@ -202,6 +206,12 @@ def main(argv: list[str] | None = None) -> None:
     measured_parser.add_argument("--commit", default=None, help="default: HEAD")
     measured_parser.add_argument("--tier", default="small")
     measured_parser.add_argument("--readme", type=Path, default=None, help="rewrite the table in this README")
+    machine_parser = commands.add_parser("machine", help="name this machine for asv, with its GPU model")
+    machine_parser.add_argument("--machine", default=platform.node() or "this-machine")
+    machine_parser.add_argument("--gpu", default=None, help="the GPU model (default: from nvidia-smi)")
+    results_parser = commands.add_parser("results", help="the results branch: checkout or push")
+    results_parser.add_argument("action", choices=["checkout", "push"])
+    results_parser.add_argument("--message", default="benchmark results", help="the commit message of push")
     seeds_parser = commands.add_parser("seeds", help="the seeds' Match and Bonus rounds, tables and charts")
     seeds_parser.add_argument("--machine", default=platform.node() or "this-machine")
     seeds_parser.add_argument("--tiers", default="seed-1core,seed-gpu",
@@ -227,6 +237,13 @@ def main(argv: list[str] | None = None) -> None:
         print(report(RESULTS, args.machine, args.commit or _head(), args.tier))
     elif args.command == "serve":
         serve(args.port)
+    elif args.command == "machine":
+        print(json.dumps(machines.record(args.machine, args.gpu), indent=2))
+    elif args.command == "results" and args.action == "checkout":
+        print(f"results: {machines.checkout()} (branch {machines.BRANCH})")
+    elif args.command == "results":
+        pushed = machines.push(args.message)
+        print(f"pushed to {machines.BRANCH}" if pushed else "no new results to push")
     elif args.command == "measured":
         measured(args.machine, args.commit or _head(), args.tier, args.readme)
 

@@ -1,0 +1,95 @@
+"""Every machine's results in one place: the ``asv-results`` branch.
+
+The nightly job, the GPU runner and a many-core node each benchmark on their
+own machine and keep their results on one branch, ``asv-results``, each in
+the folder asv names after the machine (``<machine>/``). The nightly job
+publishes the site from that branch, so the site offers every machine side
+by side. The workflows call :func:`checkout` before benchmarking and
+:func:`push` after; :func:`record` names the machine for asv with what asv
+itself does not record: the GPU model.
+
+A new machine joins by running, on it, with the repository checked out::
+
+    python -m lenskern.observatory machine --machine NAME   # once: asv's record, with the GPU
+    python -m lenskern.observatory results checkout         # .asv/results <- the branch
+    python -m lenskern.observatory run --machine NAME       # benchmarks HEAD
+    python -m lenskern.observatory results push             # the branch <- .asv/results
+
+(or through a self-hosted runner with its own label, as ``gpu.yml`` and
+``node.yml`` do).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+BRANCH = "asv-results"
+RESULTS = Path(".asv/results")
+
+
+def _git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done
+
+
+def gpu_model() -> str | None:
+    """The GPU's model name from the driver (nvidia-smi), or None."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    query = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                           capture_output=True, text=True)  # fmt: skip
+    names = sorted({line.strip() for line in query.stdout.splitlines() if line.strip()})
+    if query.returncode != 0 or not names:
+        return None
+    count = len(query.stdout.strip().splitlines())
+    return f"{count} x {', '.join(names)}"
+
+
+def record(machine: str, gpu: str | None = None) -> dict:
+    """asv's record of this machine (``asv machine``) plus its GPU model,
+    which asv copies into every result folder of the machine."""
+    subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", "--machine", machine], check=True)
+    path = Path.home() / ".asv-machine.json"
+    records = json.loads(path.read_text())
+    records[machine]["gpu"] = gpu or gpu_model() or "none"
+    path.write_text(json.dumps(records, indent=4))
+    return records[machine]
+
+
+def checkout(remote: str = "origin") -> Path:
+    """``.asv/results`` as a worktree of the results branch (a new orphan
+    branch the first time), so a run adds to every machine's history."""
+    if (RESULTS / ".git").exists():
+        return RESULTS
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    if _git("fetch", remote, BRANCH, check=False).returncode == 0:
+        _git("worktree", "add", "-B", BRANCH, str(RESULTS), "FETCH_HEAD")
+    else:
+        _git("worktree", "add", "--detach", str(RESULTS))
+        _git("checkout", "--orphan", BRANCH, cwd=RESULTS)
+        _git("rm", "-rfq", ".", cwd=RESULTS, check=False)
+    return RESULTS
+
+
+def push(message: str, remote: str = "origin", tries: int = 5) -> bool:
+    """Commit the results worktree and push it to the results branch.
+
+    Machines push at their own times; each writes only its own folder, so a
+    push that lost a race is rebased onto the other machines' results and
+    tried again. Returns False when there was nothing to commit."""
+    _git("add", "-A", ".", cwd=RESULTS)
+    author = ["-c", "user.name=lenskern benchmarks", "-c", "user.email=actions@users.noreply.github.com"]
+    if _git(*author, "commit", "-m", message, cwd=RESULTS, check=False).returncode != 0:
+        return False
+    for _ in range(tries):
+        if _git("push", remote, f"HEAD:refs/heads/{BRANCH}", cwd=RESULTS, check=False).returncode == 0:
+            return True
+        _git("fetch", remote, BRANCH, cwd=RESULTS)
+        _git(*author, "rebase", "FETCH_HEAD", cwd=RESULTS)
+    raise RuntimeError(f"could not push to {BRANCH} after {tries} tries")
