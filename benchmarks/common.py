@@ -62,6 +62,33 @@ import numpy as np  # noqa: E402, I001
 import lenskern as lk  # noqa: E402  first: applies LENSKERN_NUM_THREADS before NumPy, Numba, JAX
 from lenskern import problems, registry  # noqa: E402
 
+
+def record_imported_commit() -> None:
+    """Append which commit this process's lenskern was built from, next to the
+    commit asv says it is benchmarking (ASV_COMMIT), to the file named by
+    LENSKERN_IMPORT_RECORD, when set.
+
+    ``python -m lenskern.observatory compare`` sets it and treats any
+    difference as a broken comparison: a side that ran the other side's code
+    must not read as "no change". The code is here, not in lenskern, because
+    the benchmarks come from the current checkout for both sides, while the
+    base's lenskern may predate the check. ``lenskern._commit`` is written by
+    asv.conf.json's build_command; a wheel built without it records None.
+    """
+    path = os.environ.get("LENSKERN_IMPORT_RECORD")
+    if not path:
+        return
+    try:
+        from lenskern._commit import COMMIT as imported
+    except ImportError:
+        imported = None
+    record = {"asked": os.environ.get("ASV_COMMIT"), "imported": imported, "pid": os.getpid()}
+    with open(path, "a") as handle:  # one short append per process: lines do not interleave
+        handle.write(json.dumps(record) + "\n")
+
+
+record_imported_commit()
+
 TIERS = tuple(t for t in os.environ.get("LENSKERN_BENCH_TIERS", "small").split(",") if t)
 #: A call estimated to take longer than this is skipped at that tier: the
 #: small tier promises every kernel in seconds, the larger ones a minute.
