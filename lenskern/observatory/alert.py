@@ -6,7 +6,11 @@ pinned thread, decides pass or fail, and writes a markdown report;
 body of the issue the nightly job opens or updates.
 
 Exit status of ``compare`` (asv's own): 0 no benchmark got worse by more than
-the factor, 1 at least one did, 2 a benchmark failed to run.
+the factor, 1 at least one did, 2 a benchmark failed to run. Also 2, whatever
+asv said, when a side did not run its own commit: each benchmark process
+records the commit asv is benchmarking and the commit its lenskern was built
+from (stamped at build time by asv.conf.json, recorded by
+benchmarks/common.py), and the two must agree for both sides.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,13 +81,70 @@ def pinned_config(config: Path, threads: str) -> Path:
     return path
 
 
-def markdown(base: str, head: str, factor: float, code: int, changes: list[Change], log: str) -> str:
+def resolve(repo: str, name: str) -> str | None:
+    """The full hash of commit ``name`` in ``repo``, or None."""
+    done = subprocess.run(["git", "-C", repo, "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
+                          capture_output=True, text=True)  # fmt: skip
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def read_records(path: Path) -> list[dict]:
+    """The lines benchmarks/common.py appended: one per benchmark process."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def check_imports(records: list[dict], commits: dict[str, str | None]) -> list[str]:
+    """Why a side did not run its own commit; empty when each did.
+
+    ``commits``: side ("base", "head") -> the hash asked for. ``records``: one
+    per benchmark process, {"asked": the commit asv was benchmarking,
+    "imported": the commit its lenskern was built from}. Records for other
+    commits (asv may discover the suite on a branch tip) are not checked.
+    """
+    problems = []
+    for side, commit in commits.items():
+        if commit is None:
+            problems.append(f"{side}: git does not know this commit")
+            continue
+        imported = Counter(record.get("imported") for record in records if record.get("asked") == commit)
+        if not imported:
+            problems.append(
+                f"{side} `{commit[:8]}`: no benchmark process recorded which lenskern it imported"
+            )
+        for other, count in sorted(imported.items(), key=lambda item: str(item[0])):
+            if other == commit:
+                continue
+            if other is None:
+                problems.append(
+                    f"{side} `{commit[:8]}`: {count} benchmark process(es) imported a lenskern without "
+                    "the build stamp (lenskern._commit), so which code ran is unknown; a wheel built "
+                    "before the stamp existed stays in asv's build cache: delete .asv/env/*/asv-build-cache"
+                )
+            else:
+                problems.append(f"{side} `{commit[:8]}`: {count} benchmark process(es) imported lenskern "
+                                f"built from `{other[:8]}`, not from this commit")  # fmt: skip
+    return problems
+
+
+def markdown(base: str, head: str, factor: float, code: int, changes: list[Change], log: str,
+             problems: list[str] | None = None, imported: str = "") -> str:  # fmt: skip
+    """The report. ``problems``: why a side did not run its own commit (the
+    verdict is then broken, whatever asv measured); ``imported``: a line
+    saying which commit each side imported, when it was checked."""
     verdict = {
         0: f"No benchmark got slower or hungrier by more than x{factor:g}.",
         1: f"**Regression**: benchmarks got worse by more than x{factor:g}.",
         2: "**Broken**: a benchmark failed to run.",
     }.get(code, f"asv continuous exited with status {code}.")
+    if problems:
+        verdict = "**Broken**: a side's benchmarks did not provably run that side's commit, so the "
+        verdict += "timings compare nothing:\n\n"
+        verdict += "\n".join(f"- {problem}" for problem in problems)
     lines = [f"## lenskern benchmarks: `{base}` -> `{head}`", "", verdict, ""]
+    if imported:
+        lines += [imported, ""]
     worse = [c for c in changes if c.mark in "+!"]
     if worse:
         lines += [
@@ -113,21 +175,39 @@ def compare(
     machine: str | None = None,
 ) -> tuple[int, str]:
     """asv continuous of base against head; (exit status, markdown report)."""
-    command = [sys.executable, "-m", "asv", "continuous", "--config", str(pinned_config(config, threads)),
+    pinned = pinned_config(config, threads)
+    command = [sys.executable, "-m", "asv", "continuous", "--config", str(pinned),
                "--factor", str(factor), "--show-stderr", base, head]  # fmt: skip
     if bench:
         command += ["--bench", bench]
     if machine:
         command += ["--machine", machine]
+    # Each benchmark process appends the commit it imported here (benchmarks/common.py).
+    record = pinned.parent / "imported.jsonl"
+    env = dict(os.environ, LENSKERN_IMPORT_RECORD=str(record))
     print("$ asv " + " ".join(command[3:]), flush=True)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     log = []
     for line in process.stdout:  # stream it: a run takes minutes
         print(line, end="", flush=True)
         log.append(line)
     code = process.wait()
     output = "".join(log)
-    return code, markdown(base, head, factor, code, parse(output), output)
+    repo = json.loads(pinned.read_text())["repo"]
+    commits = {"base": resolve(repo, base), "head": resolve(repo, head)}
+    records = read_records(record)
+    problems = check_imports(records, commits)
+    imported = ""
+    if problems:
+        code = 2  # never a verdict on speed when a side timed the wrong code
+        print("\nbroken comparison: a side did not run its own commit\n" + "\n".join(problems), flush=True)
+    else:
+        counts = {side: sum(r.get("asked") == commit for r in records) for side, commit in commits.items()}
+        imported = ("Each side imported lenskern built from its own commit: "
+                    f"base `{commits['base'][:8]}` ({counts['base']} benchmark processes), "
+                    f"head `{commits['head'][:8]}` ({counts['head']}).")  # fmt: skip
+        print("\n" + imported, flush=True)
+    return code, markdown(base, head, factor, code, parse(output), output, problems, imported)
 
 
 def regressions(html_dir: Path) -> tuple[int, str]:
