@@ -1,5 +1,6 @@
 """The regression alert, tested end to end: a planted 2x slowdown in one
-kernel is reported and fails the check; a commit that changes no code passes."""
+kernel is reported and fails the check; a commit that changes no code passes;
+a side that runs the other side's code is a broken comparison, never a verdict."""
 
 from __future__ import annotations
 
@@ -36,6 +37,26 @@ def test_parse_reads_asv_tables():
     report = alert.markdown("0123abcd", "4567ef01", 1.5, 1, changes, SAMPLE)
     assert "**Regression**" in report and "| dirty_image |" in report and "| w_tilde |" in report
     assert "curvature_matrix" not in report.split("<details>")[0].split("got better")[0].split("|")[1]
+
+
+def test_check_imports_wants_each_side_to_import_its_own_commit():
+    base, head = "a" * 40, "b" * 40
+    commits = {"base": base, "head": head}
+    # a record for a third commit (asv may discover the suite on a branch tip) is not checked
+    fine = [{"asked": head, "imported": head}, {"asked": base, "imported": base},
+            {"asked": "c" * 40, "imported": None}]  # fmt: skip
+    assert alert.check_imports(fine, commits) == []
+    swapped = [{"asked": head, "imported": head}, {"asked": base, "imported": head}]
+    (problem,) = alert.check_imports(swapped, commits)
+    assert problem.startswith("base `aaaaaaaa`") and "built from `bbbbbbbb`" in problem
+    unstamped = [{"asked": head, "imported": head}, {"asked": base, "imported": None}]
+    assert "without the build stamp" in alert.check_imports(unstamped, commits)[0]
+    assert alert.check_imports([{"asked": head, "imported": head}], commits) == [
+        "base `aaaaaaaa`: no benchmark process recorded which lenskern it imported"
+    ]
+    assert alert.check_imports(fine, {"base": None, "head": head}) == ["base: git does not know this commit"]
+    report = alert.markdown(base, head, 1.5, 2, [], "", ["base: wrong"])
+    assert "**Broken**" in report and "- base: wrong" in report
 
 
 def git(repo: Path, *args: str) -> str:
@@ -79,14 +100,15 @@ def clone(tmp_path_factory):
     return repo, base, slower, unchanged
 
 
-def run_alert(repo: Path, base: str, head: str, report: Path) -> subprocess.CompletedProcess:
+def run_alert(repo: Path, base: str, head: str, report: Path, config: Path | None = None,
+              tier: str = "small") -> subprocess.CompletedProcess:  # fmt: skip
     """The alert of this checkout, run on the clone's commits (through its config)."""
-    env = dict(os.environ, LENSKERN_BENCH_TIERS="small")
+    env = dict(os.environ, LENSKERN_BENCH_TIERS=tier)
     subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", "--machine", "ci-alert"],
                    cwd=repo, env=env, check=True, capture_output=True)  # fmt: skip
     return subprocess.run(
         [sys.executable, "-m", "lenskern.observatory", "compare", base, head, "--factor", "1.5",
-         "--bench", BENCH, "--machine", "ci-alert", "--config", str(repo / "asv.conf.json"),
+         "--bench", BENCH, "--machine", "ci-alert", "--config", str(config or repo / "asv.conf.json"),
          "--report", str(report)],
         cwd=ROOT, env=env, capture_output=True, text=True,
     )  # fmt: skip
@@ -103,10 +125,37 @@ def test_planted_regression_is_reported_and_fails(clone, tmp_path):
     regressed = {(c.kernel, c.params) for c in alert.parse(result.stdout) if c.mark == "+"}
     assert regressed == {("dirty_image", "'numpy.gemv', 'small'")}
     assert "| dirty_image |" in report and "numpy.gemv" in report
+    assert f"base `{base[:8]}`" in report and f"head `{slower[:8]}`" in report
+    assert "Each side imported lenskern built from its own commit" in report
 
 
 def test_unchanged_code_passes(clone, tmp_path):
     repo, base, _, unchanged = clone
     result = run_alert(repo, base, unchanged, tmp_path / "report.md")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "No benchmark got slower" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "No benchmark got slower" in report
+    assert "Each side imported lenskern built from its own commit" in report
+
+
+def test_a_side_that_ran_the_other_commit_is_broken(clone, tmp_path):
+    """The failure the commit stamp is for, made real: with no uninstall and
+    no --force-reinstall, pip keeps the lenskern 0.1.0 already in the
+    environment when handed the other commit's 0.1.0 wheel, so one side times
+    the other side's code. That must be exit 2, not a verdict on speed."""
+    from asv.util import load_json
+
+    repo, base, slower, _ = clone
+    conf = load_json(str(repo / "asv.conf.json"), js_comments=True)
+    conf.update(repo=str(repo), benchmark_dir=str(repo / "benchmarks"),
+                results_dir=str(tmp_path / "results"), html_dir=str(tmp_path / "html"))  # fmt: skip
+    conf["uninstall_command"] = []  # asv runs none
+    conf["install_command"] = ["in-dir={env_dir} python -m pip install {wheel_file}"]
+    config = tmp_path / "asv.conf.json"
+    config.write_text(json.dumps(conf))
+    # The tiny tier: what ran is the point here, not how fast.
+    result = run_alert(repo, base, slower, tmp_path / "report.md", config=config, tier="tiny")
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
+    report = (tmp_path / "report.md").read_text()
+    assert "did not provably run that side's commit" in report and "not from this commit" in report
+    assert "Each side imported" not in report
