@@ -66,5 +66,10 @@ def apply_from_environment() -> int | None:
     if count > 1:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, available_cpus()[:count])
+        # A window of `count` CPUs that starts where the process id says:
+        # concurrent one-thread processes (asv's benchmarks, a test suite)
+        # spread over the CPUs instead of all queueing on the first one.
+        cpus = available_cpus()
+        start = os.getpid() % len(cpus)
+        os.sched_setaffinity(0, [cpus[(start + i) % len(cpus)] for i in range(count)])
     return count
