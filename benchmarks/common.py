@@ -216,6 +216,14 @@ def reset_peak_memory() -> None:
         pass
 
 
+#: How a call is timed: wall seconds (asv's default), or with
+#: ``LENSKERN_BENCH_TIMER=cpu`` the process's CPU seconds, which other jobs on
+#: a shared machine do not inflate: the pinned one-thread comparison of
+#: ``python -m lenskern.observatory compare`` sets it. CPU seconds miss a
+#: GPU's work: compare GPU implementations with ``--threads all`` (wall time).
+TIMER = time.process_time if os.environ.get("LENSKERN_BENCH_TIMER") == "cpu" else time.perf_counter
+
+
 def one_thread() -> bool:
     return os.environ.get("LENSKERN_NUM_THREADS", "1") == "1"
 
@@ -283,6 +291,8 @@ class _KernelBenchmark(abc.ABC):
 
 class KernelTime(_KernelBenchmark):
     """``time_call``: one warm call of each implementation, on every thread setting."""
+
+    timer = staticmethod(TIMER)
 
     def time_call(self, cache, implementation, tier):
         """One warm call, waited on until the result exists."""

@@ -4,7 +4,7 @@ and the log evidence per call of a sampler (``lk.Likelihood``)."""
 import lenskern as lk
 from lenskern import likelihood
 
-from .common import TIERS, KernelProfile, KernelTime, implementation, manifest, skip_reason
+from .common import TIERS, TIMER, KernelProfile, KernelTime, implementation, manifest, skip_reason
 
 
 class DirtyImage(KernelTime):
@@ -58,6 +58,7 @@ class Likelihood:
     repeat = (1, 5, 10.0)
     number = 0
     rounds = 1
+    timer = staticmethod(TIMER)
 
     def setup(self, implementation_name, tier):
         curvature = implementation("curvature_matrix", implementation_name)

@@ -5,9 +5,10 @@ pinned thread, decides pass or fail, and writes a markdown report;
 ``regressions`` reads a published site's ``regressions.json`` and writes the
 body of the issue the nightly job opens or updates.
 
-Exit status of ``compare`` (asv's own): 0 no benchmark got worse by more than
-the factor, 1 at least one did, 2 a benchmark failed to run. Also 2, whatever
-asv said, when a side did not run its own commit: each benchmark process
+Exit status of ``compare``: 0 no benchmark got worse by more than its own
+threshold (see "the verdict" below: from each timing's measured noise, fixed
+for instruction counts and memory), 1 at least one did, 2 a benchmark failed
+to run. Also 2, whatever was measured, when a side did not run its own commit: each benchmark process
 records the commit asv is benchmarking and the commit its lenskern was built
 from (stamped at build time by asv.conf.json, recorded by
 benchmarks/common.py), and the two must agree for both sides.
@@ -67,15 +68,27 @@ def parse(output: str) -> list[Change]:
 
 
 def pinned_config(config: Path, threads: str) -> Path:
-    """A copy of asv.conf.json whose thread matrix holds one setting only."""
+    """A copy of asv.conf.json whose thread matrix holds one setting only.
+
+    On one thread the calls are timed in CPU seconds of the process
+    (``LENSKERN_BENCH_TIMER=cpu``, benchmarks/common.py), which other jobs on
+    a shared runner do not inflate the way they inflate wall time; its
+    results go to a folder of their own (``.asv/compare``), apart from the
+    published wall-time series."""
     from asv.util import load_json  # asv is the bench extra
 
     conf = load_json(str(config), js_comments=True)
-    conf["matrix"] = {"env_nobuild": {"LENSKERN_NUM_THREADS": [threads]}}
+    matrix = {"LENSKERN_NUM_THREADS": [threads]}
+    if threads == "1":
+        matrix["LENSKERN_BENCH_TIMER"] = ["cpu"]
+    conf["matrix"] = {"env_nobuild": matrix}
     root = config.resolve().parent
     for key in ("repo", "benchmark_dir", "env_dir", "results_dir", "html_dir"):
         if key in conf and not os.path.isabs(conf[key]):
             conf[key] = str(root / conf[key])
+    compare_dir = Path(conf.get("results_dir", root / ".asv/results")).parent / "compare"
+    conf["results_dir"] = str(compare_dir / "results")
+    conf["html_dir"] = str(compare_dir / "html")
     path = Path(tempfile.mkdtemp(prefix="lenskern-alert-")) / "asv.conf.json"
     path.write_text(json.dumps(conf, indent=2))
     return path
@@ -129,13 +142,14 @@ def check_imports(records: list[dict], commits: dict[str, str | None]) -> list[s
 
 
 def markdown(base: str, head: str, factor: float, code: int, changes: list[Change], log: str,
-             problems: list[str] | None = None, imported: str = "") -> str:  # fmt: skip
+             problems: list[str] | None = None, imported: str = "",
+             verdicts: list[Verdict] | None = None) -> str:  # fmt: skip
     """The report. ``problems``: why a side did not run its own commit (the
     verdict is then broken, whatever asv measured); ``imported``: a line
     saying which commit each side imported, when it was checked."""
     verdict = {
-        0: f"No benchmark got slower or hungrier by more than x{factor:g}.",
-        1: f"**Regression**: benchmarks got worse by more than x{factor:g}.",
+        0: "No benchmark got slower or hungrier by more than its threshold.",
+        1: "**Regression**: benchmarks got worse by more than their thresholds.",
         2: "**Broken**: a benchmark failed to run.",
     }.get(code, f"asv continuous exited with status {code}.")
     if problems:
@@ -145,7 +159,26 @@ def markdown(base: str, head: str, factor: float, code: int, changes: list[Chang
     lines = [f"## lenskern benchmarks: `{base}` -> `{head}`", "", verdict, ""]
     if imported:
         lines += [imported, ""]
-    worse = [c for c in changes if c.mark in "+!"]
+    if verdicts is not None:
+        lines += [
+            f"Thresholds: timings 1 + {NOISE_MULTIPLE:g} x their noise (relative interquartile range of "
+            f"{ROUNDS * REPEAT} samples a side, rounds interleaved), at least x{factor:g}, and one-sided "
+            f"Mann-Whitney p < {ALPHA:g}; instruction counts and cycle estimates under Valgrind (one "
+            "thread, AVX2 code paths: Valgrind does not model AVX-512) x1.02; peak memory x1.10.",
+            "",
+        ]
+        regressed = [v for v in verdicts if v.regressed]
+        if regressed:
+            lines += ["| kernel | benchmark | before | after | ratio | threshold | noise | p |",
+                      "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+            for v in regressed:
+                noise = "n/a" if v.noise is None else f"{v.noise:.1%}"
+                p = "n/a" if v.p_value is None else f"{v.p_value:.3g}"
+                kernel = suite.kernel_of(v.benchmark.split("(", 1)[0].split(".")[-2])
+                lines.append(f"| {kernel} | `{v.benchmark}` | {v.before:.4g} | {v.after:.4g} | "
+                             f"{v.ratio:.2f} | {v.threshold:.2f} | {noise} | {p} |")  # fmt: skip
+            lines.append("")
+    worse = [c for c in changes if c.mark == "!" or (verdicts is None and c.mark == "+")]
     if worse:
         lines += [
             "| kernel | benchmark | implementation, tier | before | after | ratio |",
@@ -165,19 +198,144 @@ def markdown(base: str, head: str, factor: float, code: int, changes: list[Chang
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------- the verdict
+#
+# asv continuous applies one factor to every benchmark. Their noise differs by
+# orders of magnitude (a sub-millisecond call wobbles far more than a
+# 100-millisecond one), so one factor either cries wolf on the noisy ones or
+# misses real changes in the quiet ones. The verdict here is per benchmark:
+# each timing's threshold comes from its own measured noise, and a change
+# must also be significant in asv's recorded samples.
+
+#: Samples per side of each timing: ROUNDS rounds of REPEAT calls, the rounds
+#: of base and head interleaved, so a slow spell of the machine hits both.
+ROUNDS, REPEAT = 2, 3
+#: A timing's threshold is 1 + NOISE_MULTIPLE x its noise (the larger
+#: relative interquartile range of the two sides' samples), never below
+#: TIME_FLOOR (or the --factor given).
+NOISE_MULTIPLE = 3.0
+TIME_FLOOR = 1.05
+#: One-sided Mann-Whitney test of head's samples above base's: with six a
+#: side the smallest p is 1/924, so 0.01 is reachable by a clean shift.
+ALPHA = 0.01
+#: Deterministic or nearly so: instruction counts and cycle estimates
+#: (Valgrind), peak memory; first-call seconds include JIT compilation.
+FIXED_THRESHOLDS = {
+    "track_instructions": 1.02,
+    "track_estimated_cycles": 1.02,
+    "peakmem_": 1.10,
+    "track_first_call_seconds": 2.0,
+}
+#: Not speed: accuracy is the tests' business, and a ratio of two errors
+#: near 1e-16 means nothing.
+NOT_ALERTED = ("track_max_relative_error",)
+
+
+@dataclass
+class Verdict:
+    benchmark: str  # name(params)
+    before: float
+    after: float
+    threshold: float
+    noise: float | None  # relative IQR, for timings
+    p_value: float | None
+    regressed: bool
+
+    @property
+    def ratio(self) -> float:
+        return self.after / self.before if self.before else float("inf")
+
+
+def read_results(results_dir: Path, machine: str, commit: str) -> dict[str, dict]:
+    """{benchmark(params): {"value": median, "samples": [...], "q": (q25, q75)}}
+    from asv's result files of one commit on one machine."""
+    import itertools
+
+    found = {}
+    folder = results_dir / machine
+    for path in sorted(folder.glob(f"{commit[:8]}-*.json")):
+        data = json.loads(path.read_text())
+        columns = data.get("result_columns", [])
+        for name, row in data.get("results", {}).items():
+            cells = dict(zip(columns, row))
+            values = cells.get("result") or []
+            combos = list(itertools.product(*cells.get("params") or [[]])) or [()]
+            if not isinstance(values, list):
+                values = [values]
+            for i, (combo, value) in enumerate(zip(combos, values)):
+                key = f"{name}({', '.join(combo)})" if combo else name
+                samples = (cells.get("samples") or [None] * len(values))[i]
+                q25 = (cells.get("stats_q_25") or [None] * len(values))[i]
+                q75 = (cells.get("stats_q_75") or [None] * len(values))[i]
+                found[key] = {"value": value, "samples": samples, "q": (q25, q75)}
+    return found
+
+
+def _relative_spread(entry: dict) -> float | None:
+    """The relative interquartile range of one side's samples (or asv's
+    quartiles when it kept no samples)."""
+    import numpy as np
+
+    samples = entry.get("samples")
+    if samples and len(samples) >= 4:
+        q25, q75 = np.percentile(samples, [25, 75])
+        median = float(np.median(samples))
+    else:
+        (q25, q75), median = entry.get("q", (None, None)), entry.get("value")
+        if q25 is None or q75 is None or not median:
+            return None
+    return float((q75 - q25) / median) if median else None
+
+
+def judge(before: dict[str, dict], after: dict[str, dict], floor: float = TIME_FLOOR) -> list[Verdict]:
+    """One verdict per benchmark both sides measured (see the section's comment)."""
+    from scipy.stats import mannwhitneyu
+
+    verdicts = []
+    for key in sorted(set(before) & set(after)):
+        b, a = before[key], after[key]
+        if not isinstance(b["value"], (int, float)) or not isinstance(a["value"], (int, float)):
+            continue  # failed or skipped on a side: asv's table reports those
+        method = key.split("(", 1)[0].rsplit(".", 1)[-1]
+        if method.startswith(NOT_ALERTED):
+            continue
+        fixed = next((t for prefix, t in FIXED_THRESHOLDS.items() if method.startswith(prefix)), None)
+        noise = p_value = None
+        if fixed is not None:
+            threshold = fixed
+            significant = True  # one deterministic value a side: nothing to test
+        else:
+            spreads = [x for x in (_relative_spread(b), _relative_spread(a)) if x is not None]
+            noise = max(spreads) if spreads else None
+            threshold = max(floor, 1 + NOISE_MULTIPLE * (noise or 0.0))
+            if b["samples"] and a["samples"] and len(b["samples"]) >= 3 and len(a["samples"]) >= 3:
+                p_value = float(mannwhitneyu(a["samples"], b["samples"], alternative="greater").pvalue)
+                significant = p_value < ALPHA
+            else:
+                significant = True
+        ratio = a["value"] / b["value"] if b["value"] else float("inf")
+        verdicts.append(Verdict(key, b["value"], a["value"], threshold, noise, p_value,
+                                ratio > threshold and significant))  # fmt: skip
+    return verdicts
+
+
 def compare(
     base: str,
     head: str,
-    factor: float = 1.1,
+    factor: float = TIME_FLOOR,
     bench: str | None = None,
     threads: str = "1",
     config: Path = Path("asv.conf.json"),
     machine: str | None = None,
 ) -> tuple[int, str]:
-    """asv continuous of base against head; (exit status, markdown report)."""
+    """Benchmark base and head (asv continuous, samples recorded, rounds
+    interleaved) and judge each benchmark by its own threshold; (exit
+    status, markdown report). ``factor``: the least ratio a timing must
+    exceed, whatever its noise."""
     pinned = pinned_config(config, threads)
-    command = [sys.executable, "-m", "asv", "continuous", "--config", str(pinned),
-               "--factor", str(factor), "--show-stderr", base, head]  # fmt: skip
+    command = [sys.executable, "-m", "asv", "continuous", "--config", str(pinned), "--factor", str(factor),
+               "--record-samples", "--interleave-rounds", "-a", f"rounds={ROUNDS}", "-a", f"repeat={REPEAT}",
+               "--show-stderr", base, head]  # fmt: skip
     if bench:
         command += ["--bench", bench]
     if machine:
@@ -207,29 +365,105 @@ def compare(
                     f"base `{commits['base'][:8]}` ({counts['base']} benchmark processes), "
                     f"head `{commits['head'][:8]}` ({counts['head']}).")  # fmt: skip
         print("\n" + imported, flush=True)
-    return code, markdown(base, head, factor, code, parse(output), output, problems, imported)
+    verdicts: list[Verdict] = []
+    if not problems:
+        conf = json.loads(pinned.read_text())
+        results_dir = Path(conf["results_dir"])
+        name = machine or _only_machine(results_dir)
+        if name and commits["base"] and commits["head"]:
+            verdicts = judge(read_results(results_dir, name, commits["base"]),
+                             read_results(results_dir, name, commits["head"]), floor=factor)  # fmt: skip
+            write_noise(results_dir / name / "noise.json", commits, verdicts)
+        failed = any(c.mark == "!" for c in parse(output))
+        code = 2 if failed else (1 if any(v.regressed for v in verdicts) else 0)
+    return code, markdown(base, head, factor, code, parse(output), output, problems, imported, verdicts)
 
 
-def regressions(html_dir: Path) -> tuple[int, str]:
-    """(number of regressions, markdown) from a published site's regressions.json."""
+def _only_machine(results_dir: Path) -> str | None:
+    """The machine of the results, when there is exactly one."""
+    names = [p.name for p in results_dir.iterdir() if p.is_dir()] if results_dir.exists() else []
+    return names[0] if len(names) == 1 else None
+
+
+def write_noise(path: Path, commits: dict, verdicts: list[Verdict]) -> None:
+    """Each benchmark's measured noise and threshold, kept with the results."""
+    path.write_text(json.dumps({
+        "commits": commits,
+        "benchmarks": {v.benchmark: {"noise": v.noise, "threshold": v.threshold, "p_value": v.p_value,
+                                     "ratio": v.ratio} for v in verdicts},
+    }, indent=1))  # fmt: skip
+
+
+def _graph_settings(graph: str) -> dict[str, str]:
+    """The settings a graph's path encodes: ``.../machine-NAME/...`` -> {machine: NAME}."""
+    return dict(part.split("-", 1) for part in Path(graph).parent.parts if "-" in part)
+
+
+def _samples_at(results_dir: Path, settings: dict, commit: str, name: str, index: int) -> dict | None:
+    """One benchmark parameter's result at one commit, with its samples, in
+    the result file of the graph's machine and thread setting."""
+    machine = settings.get("machine")
+    if not machine or not commit:
+        return None
+    for path in sorted((results_dir / machine).glob(f"{commit[:8]}-*.json")):
+        data = json.loads(path.read_text())
+        if any(data.get("env_vars", {}).get(k, v) != v for k, v in settings.items() if k.isupper()):
+            continue
+        row = data.get("results", {}).get(name)
+        if row is None:
+            continue
+        cells = dict(zip(data.get("result_columns", []), row))
+        values = cells.get("result") or []
+        values = values if isinstance(values, list) else [values]
+        if index >= len(values) or not isinstance(values[index], (int, float)):
+            return None
+        samples = (cells.get("samples") or [None] * len(values))[index]
+        quartiles = [(cells.get(f"stats_q_{q}") or [None] * len(values))[index] for q in (25, 75)]
+        return {"value": values[index], "samples": samples, "q": tuple(quartiles)}
+    return None
+
+
+def regressions(html_dir: Path, results_dir: Path | None = None) -> tuple[int, str]:
+    """(number of regressions, markdown) from a published site's
+    regressions.json, each of asv's jumps kept only when it exceeds the
+    benchmark's own threshold (the verdict's rules, from the samples of the
+    two commits in ``results_dir``): asv flags every jump above one global
+    fraction, and on a shared runner the noisy benchmarks cross it every night."""
     path = html_dir / "regressions.json"
     if not path.exists():
         return 0, "No regressions file: has the site been published?"
-    data = json.loads(path.read_text())
-    found = data.get("regressions", [])
-    if not found:
-        return 0, "No regressions in the published results."
+    found = json.loads(path.read_text()).get("regressions", [])
+    index = json.loads((html_dir / "index.json").read_text()) if (html_dir / "index.json").exists() else {}
+    to_hash = {int(k): v for k, v in index.get("revision_to_hash", {}).items()}
+    results_dir = results_dir or html_dir.parent / "results"
     lines = [
         "## Performance regressions in the published lenskern benchmarks",
         "",
-        "| benchmark | graph | revisions | before -> after |",
-        "| --- | --- | --- | --- |",
+        "Each jump exceeds its benchmark's own threshold (from the samples' noise, as in "
+        "`python -m lenskern.observatory compare`).",
+        "",
+        "| benchmark | graph | revisions | before -> after | ratio | threshold |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
+    kept = 0
     # asv's entries: [name, graph path, graph params, parameter index, last
     # value, best value, jumps], each jump (revision before or None,
     # revision after, value before, value after).
-    for name, graph, _params, _index, _last, _best, jumps in found:
+    for name, graph, _params, param_index, _last, _best, jumps in found:
+        settings = _graph_settings(graph)
+        benchmark = name.split("(", 1)[0]
         for before, after, value_before, value_after in jumps or []:
+            sides = [_samples_at(results_dir, settings, to_hash.get(rev), benchmark, param_index or 0)
+                     for rev in (before, after)]  # fmt: skip
+            b = sides[0] or {"value": value_before, "samples": None, "q": (None, None)}
+            a = sides[1] or {"value": value_after, "samples": None, "q": (None, None)}
+            (verdict,) = judge({name: b}, {name: a}) or [None]
+            if verdict is None or not verdict.regressed:
+                continue
+            kept += 1
             revisions = f"{before}..{after}" if before is not None else f"{after}"
-            lines.append(f"| `{name}` | `{graph}` | {revisions} | {value_before:.3g} -> {value_after:.3g} |")
-    return len(found), "\n".join(lines)
+            lines.append(f"| `{name}` | `{graph}` | {revisions} | {value_before:.3g} -> {value_after:.3g} "
+                         f"| {verdict.ratio:.2f} | {verdict.threshold:.2f} |")  # fmt: skip
+    if not kept:
+        return 0, "No regressions above their benchmarks' thresholds in the published results."
+    return kept, "\n".join(lines)
