@@ -76,6 +76,7 @@ BACKENDS: dict[str, Backend] = {
     "numba": Backend("lenskern.backends.numba"),
     "jax": Backend("lenskern.backends.jax"),
     "jax_gpu": Backend("lenskern.backends.jax", device="gpu"),
+    "numba_cuda": Backend("lenskern.backends.numba_cuda", device="gpu"),
 }
 
 #: (kernel, backend) pairs deliberately not implemented, with the reason.
