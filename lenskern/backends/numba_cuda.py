@@ -5,8 +5,8 @@ kernels; the math is written once in :mod:`lenskern.backends.reference`, and
 docstrings here say only what is particular to the GPU algorithm and what it
 costs. Inputs arrive validated and converted (contiguous float64 / int64 /
 complex128), so the kernels check nothing, but every ``-1`` padding slot of
-``pix_indexes`` and ``neighbors`` is skipped explicitly: a negative index
-would read or write outside the array on the device.
+``pix_indexes`` and ``neighbors`` is skipped explicitly: compiled code
+indexes like NumPy, so -1 would silently reach the last element.
 
 Transfers are explicit. A wrapper copies the inputs its kernels read to the
 device with ``cuda.to_device``, allocates outputs there with
@@ -57,10 +57,11 @@ from lenskern.registry import Cost, implements
 SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
 
 #: Threads per block of the 1-d kernels, and pixels per tile of the curvature:
-#: four warps (whole warps, so no lane of a full block idles), few enough
-#: that the double-precision sin/cos kernels keep their registers and that a
-#: small problem (M ~ 1000 at seed-gpu) still spreads over many SMs. A power
-#: of two, as the block sums' tree reduction needs. 4 on the simulator.
+#: four warps (whole warps, so no lane of a full block idles); small blocks
+#: spread a small problem over more SMs (M = 1024 at seed-gpu is 8 blocks of
+#: the dirty image), and the kernels' 30-70 registers per thread leave
+#: several such blocks resident per SM. A power of two, as the block sums'
+#: tree reduction needs. 4 on the simulator.
 THREADS = 4 if SIMULATOR else 128
 
 #: Most blocks of a 1-d launch: about one full wave of resident blocks of
@@ -79,8 +80,8 @@ MAX_BLOCKS_2D = (2, 2) if SIMULATOR else (64, 32)
 
 #: Threads of the one block that runs a Cholesky factorisation or solve: the
 #: column steps need block-wide barriers, hence one block; eight warps share
-#: each step's trailing update (S(S+1)/2 at most), while a barrier over more
-#: threads would cost more than the late, small steps gain.
+#: each step's trailing update (up to S^2 / 2 entries), while a barrier over
+#: more threads would cost more than the late, small steps gain.
 SOLVER_THREADS = 4 if SIMULATOR else 256
 
 
