@@ -77,11 +77,21 @@ BACKENDS: dict[str, Backend] = {
     "jax": Backend("lenskern.backends.jax"),
     "jax_gpu": Backend("lenskern.backends.jax", device="gpu"),
     "numba_cuda": Backend("lenskern.backends.numba_cuda", device="gpu"),
+    # PyAutoArray's own kernels, for comparison (the optional ``peers`` extra)
+    "autoarray": Backend("lenskern.backends.autoarray"),
 }
 
 #: (kernel, backend) pairs deliberately not implemented, with the reason.
 #: A test fails if a pair is neither registered nor listed here.
-NOT_IMPLEMENTED: dict[tuple[str, str], str] = {}
+NOT_IMPLEMENTED: dict[tuple[str, str], str] = {
+    **{
+        (kernel, "autoarray"): "autoarray computes it inside its Interferometer, Inversion and Fit "
+        "objects, not as a function of these arrays"
+        for kernel in ("dirty_image", "data_vector", "reconstruction", "noise_normalization", "log_evidence")
+    },
+    ("w_tilde", "autoarray"): "autoarray expands W from the offset table only (w_tilde_from_offsets)",
+    **{(kernel, "autoarray"): "the seeds' JIT examples are not autoarray's" for kernel in EXAMPLES},
+}
 
 #: Backends that cannot run here, with the reason.
 UNAVAILABLE: dict[str, str] = {}
