@@ -85,12 +85,11 @@ BACKENDS: dict[str, Backend] = {
 #: A test fails if a pair is neither registered nor listed here.
 NOT_IMPLEMENTED: dict[tuple[str, str], str] = {
     **{
-        (kernel, "autoarray"): "autoarray computes it inside its Interferometer, Inversion and Fit "
-        "objects, not as a function of these arrays"
+        (kernel, "autoarray"): "only inside autoarray's dataset, Inversion and Fit objects"
         for kernel in ("dirty_image", "data_vector", "reconstruction", "noise_normalization", "log_evidence")
     },
-    ("w_tilde", "autoarray"): "autoarray expands W from the offset table only (w_tilde_from_offsets)",
-    **{(kernel, "autoarray"): "the seeds' JIT examples are not autoarray's" for kernel in EXAMPLES},
+    ("w_tilde", "autoarray"): "autoarray forms W from the offset table only",
+    **{(kernel, "autoarray"): "not autoarray's" for kernel in EXAMPLES},
 }
 
 #: Backends that cannot run here, with the reason.
