@@ -46,6 +46,27 @@ def test_asv_check(config):
     assert result.returncode == 0 and "No problems found" in result.stdout, result.stdout
 
 
+def test_peers_config_is_the_main_one_on_python312():
+    """asv.peers.conf.json (autoarray on Python 3.12) differs from the main
+    config only where it must: the Python, the extra, one thread, its own
+    folders. The main config keeps its one Python, so its series keep their names."""
+    from asv.util import load_json
+
+    main = load_json(str(ROOT / "asv.conf.json"), js_comments=True)
+    peers = load_json(str(ROOT / "asv.peers.conf.json"), js_comments=True)
+    assert main["pythons"] == ["3.11"] and peers["pythons"] == ["3.12"]
+    assert peers["install_command"] == [
+        main["install_command"][0].replace("{wheel_file}", "{wheel_file}[peers]")
+    ]
+    assert peers["matrix"] == {"env_nobuild": {"LENSKERN_NUM_THREADS": ["1"]}}
+    for key in ("env_dir", "results_dir", "html_dir"):
+        assert peers[key] == main[key].replace(".asv/", ".asv/peers/")
+    changed = {"pythons", "install_command", "matrix", "env_dir", "results_dir", "html_dir"}
+    assert {k: v for k, v in peers.items() if k not in changed} == {
+        k: v for k, v in main.items() if k not in changed
+    }
+
+
 def test_every_kernel_has_its_declared_classes(monkeypatch):
     """Each area module declares the two classes of each of its kernels,
     under the names the observatory reads results by, and each class takes
