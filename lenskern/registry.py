@@ -89,6 +89,7 @@ NOT_IMPLEMENTED: dict[tuple[str, str], str] = {
         for kernel in ("dirty_image", "data_vector", "reconstruction", "noise_normalization", "log_evidence")
     },
     ("w_tilde", "autoarray"): "autoarray forms W from the offset table only",
+    ("w_tilde_from_offsets", "autoarray"): "autoarray's is a Python loop over pixel pairs: not adapted",
     **{(kernel, "autoarray"): "not autoarray's" for kernel in EXAMPLES},
 }
 

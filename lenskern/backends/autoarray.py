@@ -54,11 +54,14 @@ The regularization matches SPEC as is (ridge 1e-8, ``-c^2`` per neighbour:
 ``pix_size = B`` for every row, so a ``-1`` slot anywhere in a row goes to
 the extra column autoarray drops; one sub-pixel per pixel (sub-fraction 1).
 
-Not adapted: W from raw inputs, the dirty image, the data vector, the
-reconstruction, the noise normalization and the evidence are computed by
-autoarray inside its ``Interferometer``, ``Inversion`` and ``Fit`` objects,
-built from datasets, meshes and pixelizations rather than from SPEC's
-arrays (:data:`lenskern.registry.NOT_IMPLEMENTED` lists them). Tolerance:
+Not adapted (:data:`lenskern.registry.NOT_IMPLEMENTED` lists them): W from
+raw inputs (autoarray forms W only from the table); W from the table
+(``nufft_weighted_noise_via_sparse_operator_from`` is a Python double loop
+over pixel pairs, a cost model of its own kind for one debugging aid); the
+dirty image, the data vector, the reconstruction, the noise normalization
+and the evidence, which autoarray computes inside its ``Interferometer``,
+``Inversion`` and ``Fit`` objects, built from datasets, meshes and
+pixelizations rather than from SPEC's arrays. Tolerance:
 autoarray's NUFFT runs at ``eps`` = ``conventions.NUFFT_EPS`` (1e-12, an
 error bound on the scale of the table's peak), inside SPEC's 1e-9.
 """
@@ -225,21 +228,6 @@ def w_offsets_direct(uv, noise, pixel_scale, shape_native):
     Ny Nx x 2048 floats per chunk.
     """
     return _precision_operator(uv, noise, pixel_scale, shape_native, "numpy")
-
-
-@implements("w_tilde_from_offsets", "loop", Cost("python", lambda M, **_: M * (M + 1) / 2))
-def w_tilde_from_offsets_loop(w_offsets, native_index):
-    """autoarray's ``nufft_weighted_noise_via_sparse_operator_from``: Python loops over pixel pairs.
-
-    It reads ``P[r_j - r_i, c_j - c_i]`` (negative indexes wrap around) of the
-    wraparound table over the whole grid; see reference.w_tilde_from_offsets.
-
-    Cost: M(M+1)/2 interpreted reads and writes; memory M^2 floats.
-    """
-    util = _import_autoarray()[0]
-    ny, nx = (w_offsets.shape[0] + 1) // 2, (w_offsets.shape[1] + 1) // 2
-    wrapped = _wraparound(w_offsets, (ny, nx))
-    return util.nufft_weighted_noise_via_sparse_operator_from(wrapped, native_index)
 
 
 # ---------------------------------------------------------------------------
