@@ -126,8 +126,9 @@ def _quarantine():
                 yield
         finally:
             os.chdir(directory)
-            os.environ.clear()
-            os.environ.update(environment)
+            for name in set(os.environ) - set(environment):
+                del os.environ[name]
+            os.environ.update({k: v for k, v in environment.items() if os.environ.get(k) != v})
             root.handlers[:] = handlers
             root.setLevel(level)
 
