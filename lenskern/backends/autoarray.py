@@ -57,7 +57,7 @@ the extra column autoarray drops; one sub-pixel per pixel (sub-fraction 1).
 Not adapted (:data:`lenskern.registry.NOT_IMPLEMENTED` lists them): W from
 raw inputs (autoarray forms W only from the table); W from the table
 (``nufft_weighted_noise_via_sparse_operator_from`` is a Python double loop
-over pixel pairs, a cost model of its own kind for one debugging aid); the
+over pixel pairs, and the registry keeps that cost kind for the reference); the
 dirty image, the data vector, the reconstruction, the noise normalization
 and the evidence, which autoarray computes inside its ``Interferometer``,
 ``Inversion`` and ``Fit`` objects, built from datasets, meshes and
