@@ -54,9 +54,17 @@ NUFFT_MIN_TERMS = 100_000
 
 
 def nufft_threads(points: int) -> int:
-    """FINUFFT's ``nthreads``: 1 for small transforms, else 0 (OpenMP's count,
+    """The NUFFT libraries' ``nthreads`` (FINUFFT's and ducc0's): 1 for small
+    transforms, else 0 (the library's own count, OpenMP's or ducc0's pool,
     which LENSKERN_NUM_THREADS sets)."""
     return 1 if points < NUFFT_MIN_POINTS_PER_THREAD else 0
+
+
+def wrap_phase(angle: np.ndarray) -> np.ndarray:
+    """Angles moved into [-pi, pi): FINUFFT takes points in [-3 pi, 3 pi] and
+    ducc0 is most accurate near 0, and the type-1 transforms only evaluate
+    integer modes, which are 2 pi periodic."""
+    return np.mod(angle + np.pi, TWO_PI) - np.pi
 
 
 def direct_terms(kernel: str, sizes: dict) -> int:

@@ -10,7 +10,10 @@ for sizes where the reference is too slow. A module may also define
   (a library that imports but finds no GPU), or None;
 - ``on_device(function, device) -> function``: the function as run on
   ``device`` (JAX places inputs, switches on float64 and returns to the
-  host there), so one module's kernels register once per device.
+  host there), so one module's kernels register once per device;
+- ``OTHER_KERNELS``: why it defines no other kernel, for a backend that
+  serves a few (a NUFFT library, an expression evaluator): every kernel it
+  does not define is then listed in :data:`NOT_IMPLEMENTED` with that reason.
 
 Backends load lazily, the first time the registry is asked. One that cannot
 run here, for want of a library or of a device, is "missing, with the reason"
@@ -79,6 +82,7 @@ BACKENDS: dict[str, Backend] = {
     "numba_cuda": Backend("lenskern.backends.numba_cuda", device="gpu"),
     # PyAutoArray's own kernels, for comparison (the optional ``peers`` extra)
     "autoarray": Backend("lenskern.backends.autoarray"),
+    "ducc0": Backend("lenskern.backends.ducc0"),
 }
 
 #: (kernel, backend) pairs deliberately not implemented, with the reason.
@@ -243,6 +247,12 @@ def load_backend(backend: str) -> bool:
                 raise  # a bug in lenskern, not a missing library
             UNAVAILABLE[backend] = f"{backend} needs a library that is not installed: {error}"
             return False
+        scope = getattr(module, "OTHER_KERNELS", None)
+        if scope:
+            defined = {d.kernel for d in _DEFINITIONS.get(declared.module, ())}
+            for kernel in _REGISTRY:
+                if kernel not in defined:
+                    NOT_IMPLEMENTED.setdefault((kernel, backend), scope)
         check = getattr(module, "unavailable", None)
         reason = check(declared.device) if check else None
         if reason:
@@ -318,9 +328,18 @@ RECOMMENDED = {
         "jax.gemm",
         "reference.direct",
     ),
-    "w_offsets": ("numpy.nufft", "numba.half", "numpy.half", "jax.half", "reference.direct"),
+    # ducc0's NUFFT before FINUFFT's where both are installed: faster on
+    # one thread at small and seed-1core, measured side by side.
+    "w_offsets": ("ducc0.nufft", "numpy.nufft", "numba.half", "numpy.half", "jax.half", "reference.direct"),
     "w_tilde_from_offsets": ("numba.gather", "numpy.gather", "jax.gather", "reference.gather"),
-    "dirty_image": ("numpy.nufft", "numpy.gemv", "numba.direct", "jax.gemv", "reference.direct"),
+    "dirty_image": (
+        "ducc0.nufft",
+        "numpy.nufft",
+        "numpy.gemv",
+        "numba.direct",
+        "jax.gemv",
+        "reference.direct",
+    ),
     "mapping_matrix": ("numba.scatter", "numpy.scatter", "jax.scatter", "reference.loop"),
     "data_vector": ("numba.sparse", "numpy.sparse", "numpy.dense", "jax.sparse", "reference.loop"),
     # With only W at hand (no offset table), SciPy's sparse product beats Numba's.
@@ -355,11 +374,11 @@ RECOMMENDED = {
 #: the README's table generated from saved asv results (machine, commit, tier).
 WHY = {
     "w_tilde": "numpy.nufft: the offset table by one NUFFT, then one gather; no sum over K per pixel pair",
-    "w_offsets": "numpy.nufft: one type-1 NUFFT instead of a sum over K per offset; a direct sum below "
-    "NUFFT_MIN_TERMS",
+    "w_offsets": "ducc0.nufft: one type-1 NUFFT instead of a sum over K per offset, ducc0's faster than "
+    "FINUFFT's here (numpy.nufft without ducc0); a direct sum below NUFFT_MIN_TERMS",
     "w_tilde_from_offsets": "numba.gather: a parallel write, one subtraction per entry, huge pages",
-    "dirty_image": "numpy.nufft: one type-3 NUFFT instead of a sum over K per pixel; a direct sum below "
-    "NUFFT_MIN_TERMS",
+    "dirty_image": "ducc0.nufft: one type-3 NUFFT instead of a sum over K per pixel, ducc0's faster than "
+    "FINUFFT's here (numpy.nufft without ducc0); a direct sum below NUFFT_MIN_TERMS",
     "mapping_matrix": "numba.scatter: one compiled pass over the slots, no fancy-index temporaries",
     "data_vector": "numba.sparse: T^T d over the B slots, no (M, S) matrix",
     "curvature_matrix": "numba.tiled: W never formed, half the pairs by symmetry, vectorised row runs; "

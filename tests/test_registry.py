@@ -41,7 +41,8 @@ def test_core_backends_are_all_here(kernel):
                                   for i in lk.implementations(k).values()],
                          ids=lambda i: f"{i.kernel}-{i.name}")  # fmt: skip
 def test_implementation_is_named_and_documented(impl):
-    assert re.fullmatch(r"[a-z][a-z_]*\.[a-z0-9_]+", impl.name)  # backends jax_gpu, numba_cuda
+    # backend names may carry digits and underscores: ducc0, jax_gpu
+    assert re.fullmatch(r"[a-z][a-z0-9_]*\.[a-z0-9_]+", impl.name)
     assert impl.summary, f"{impl.name} of {impl.kernel} has no docstring"
     assert set(impl.inputs) <= set(validate.SPECS)
 
@@ -130,6 +131,32 @@ def test_present_backend_without_its_device_is_absent_with_its_reason(fresh_regi
     assert registry.declared("noise_normalization", "device") == ["device"]
     with pytest.raises(ValueError, match="no gpu in this test"):
         lk.compute("noise_normalization", impl="device.device", noise=np.ones(3))
+
+
+PARTIAL_BACKEND = '''
+from lenskern.registry import Cost, implements
+
+OTHER_KERNELS = "serves the noise term only"
+
+
+@implements("noise_normalization", "partial", Cost("flop", lambda K, **_: K))
+def noise_normalization(noise):
+    """A backend with one kernel."""
+    raise AssertionError("never called")
+'''
+
+
+def test_partial_backend_lists_the_rest_with_its_reason(fresh_registry, monkeypatch, tmp_path):
+    """A backend serving a few kernels (ducc0, numexpr) declares why it has no
+    others once, in OTHER_KERNELS: every other kernel is then not implemented
+    with that reason, and the kernels it defines are registered."""
+    (tmp_path / "lenskern_test_partial.py").write_text(PARTIAL_BACKEND)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "NOT_IMPLEMENTED", dict(registry.NOT_IMPLEMENTED))
+    fresh_registry.BACKENDS["partial"] = registry.Backend("lenskern_test_partial")
+    assert "partial.partial" in lk.implementations("noise_normalization")
+    assert "partial" not in lk.implementations("noise_normalization").missing
+    assert lk.implementations("w_tilde").missing["partial"] == "serves the noise term only"
 
 
 def test_jax_kernels_are_registered_once_per_device():

@@ -21,6 +21,7 @@ from lenskern.conventions import (
     fft_curvature_operations,
     nufft_operations,
     nufft_threads,
+    wrap_phase,
 )
 from lenskern.registry import Cost, implements, table_size
 
@@ -107,12 +108,6 @@ def w_offsets_half(uv, noise, pixel_scale, shape_native):
     return _half_offsets(uv, noise, pixel_scale, shape_native)
 
 
-def _wrapped(angle):
-    """Angles moved into [-pi, pi): FINUFFT takes points in [-3 pi, 3 pi], and
-    the transforms here only evaluate integer modes, which are 2 pi periodic."""
-    return np.mod(angle + np.pi, TWO_PI) - np.pi
-
-
 @implements(
     "w_offsets", "nufft", Cost("flop", lambda Ny, Nx, K, **_: nufft_operations(K, table_size(Ny, Nx)))
 )
@@ -125,10 +120,10 @@ def w_offsets_nufft(uv, noise, pixel_scale, shape_native):
     (2Ny-1, 2Nx-1) grid of modes. The weights are real, so the transform is
     Hermitian and its real part is the even table the reference sums (made
     even to the last bit by averaging it with its mirror).
-    FINUFFT rather than ducc0, although ducc0's nu2u is faster on this
-    table: one library serves NumPy, JAX (jax-finufft, differentiable) and
-    GPUs (cuFINUFFT) with one convention, and has the type-3 transform the
-    dirty image needs, which ducc0 lacks.
+    FINUFFT here, because one library then serves NumPy, JAX (jax-finufft,
+    differentiable) and GPUs (cuFINUFFT) with one convention; ducc0, which
+    users also run, is its own backend (ducc0.nufft), and ``compute`` picks
+    between the two by the order measured in registry.RECOMMENDED.
 
     See reference.w_offsets for the math; accuracy: :data:`lenskern.conventions.NUFFT_EPS`.
 
@@ -140,8 +135,8 @@ def w_offsets_nufft(uv, noise, pixel_scale, shape_native):
 
     ny, nx = shape_native
     d = pixel_scale * ARCSEC_TO_RADIANS
-    rows = _wrapped(-TWO_PI * d * uv[:, 1])
-    cols = _wrapped(TWO_PI * d * uv[:, 0])
+    rows = wrap_phase(-TWO_PI * d * uv[:, 1])
+    cols = wrap_phase(TWO_PI * d * uv[:, 0])
     strengths = (1.0 / noise**2).astype(np.complex128)
     table = finufft.nufft2d1(
         rows,

@@ -1,0 +1,102 @@
+"""The ducc0 backend: the offset table and the dirty image by ducc0's NUFFTs.
+
+ducc0 (the "distinctly useful code collection" behind many radio
+interferometry pipelines) is the non-uniform FFT users run today beside
+FINUFFT, so lenskern measures the two side by side: the same transforms as
+``numpy.nufft`` (see its docstrings for the derivation), at the same
+:data:`lenskern.conventions.NUFFT_EPS` and thread rule
+(:func:`lenskern.conventions.nufft_threads`). Type 1 (``nu2u``) gives the
+offset table; type 3 (``nu2nu``, in ``ducc0.nufft.experimental`` since
+ducc0 0.36) gives the dirty image. ducc0 serves no other kernel.
+
+Optional: ``pip install lenskern[peers]``; without ducc0 this backend is
+missing, with the reason, and ``compute`` uses ``numpy.nufft``.
+"""
+
+from __future__ import annotations
+
+import ducc0
+import numpy as np
+
+from lenskern import conventions
+from lenskern.conventions import ARCSEC_TO_RADIANS, TWO_PI, nufft_operations, nufft_threads, wrap_phase
+from lenskern.registry import Cost, implements, table_size
+
+OTHER_KERNELS = "NUFFT kernels only"  # ducc0 is a NUFFT library
+
+#: ducc0 refuses a double-precision accuracy below this (its documented floor).
+MIN_EPS = 2e-13
+
+#: The type-3 transform: in ``experimental`` since ducc0 0.36; looked up in
+#: ``ducc0.nufft`` first, where a later release may move it.
+_nu2nu = getattr(ducc0.nufft, "nu2nu", None) or getattr(ducc0.nufft.experimental, "nu2nu", None)
+
+
+def unavailable(device: str) -> str | None:
+    """Why this backend cannot run here: a ducc0 without the type-3 transform."""
+    if _nu2nu is None:
+        return f"ducc0 {ducc0.__version__} has no type-3 NUFFT (nu2nu, from 0.36): lenskern[peers] needs 0.38"
+    return None
+
+
+def _epsilon() -> float:
+    if conventions.NUFFT_EPS < MIN_EPS:
+        raise ValueError(
+            f"conventions.NUFFT_EPS: ducc0 accepts no accuracy below {MIN_EPS:g} in float64, "
+            f"got {conventions.NUFFT_EPS:g}"
+        )
+    return conventions.NUFFT_EPS
+
+
+@implements(
+    "w_offsets", "nufft", Cost("flop", lambda Ny, Nx, K, **_: nufft_operations(K, table_size(Ny, Nx)))
+)
+def w_offsets_nufft(uv, noise, pixel_scale, shape_native):
+    """The offset table as one type-1 NUFFT (ducc0.nufft.nu2u) onto the
+    table's (2Ny-1, 2Nx-1) modes, real part, made even to the last bit by
+    averaging with its mirror.
+
+    See reference.w_offsets for the math and numpy.w_offsets_nufft for the
+    transform; accuracy: :data:`lenskern.conventions.NUFFT_EPS`. The whole
+    table is transformed, not the dr >= 0 half evenness allows: the half
+    needs a phase shift per visibility to start its modes at 0 and saves
+    only FFT and grid work, while spreading the K points dominates, so it
+    measured slower here.
+
+    Cost: O(K w^2) spreading + an FFT of about 4 (2Ny-1)(2Nx-1) points;
+    memory: ducc0's oversampled grid, ~4-6x the table, in complex128.
+    """
+    ny, nx = shape_native
+    d = pixel_scale * ARCSEC_TO_RADIANS
+    coord = np.stack([wrap_phase(-TWO_PI * d * uv[:, 1]), wrap_phase(TWO_PI * d * uv[:, 0])], axis=1)
+    strengths = (1.0 / noise**2).astype(np.complex128)
+    table = ducc0.nufft.nu2u(
+        points=strengths, coord=coord, forward=False, epsilon=_epsilon(),
+        nthreads=nufft_threads(len(uv)), out=np.empty((2 * ny - 1, 2 * nx - 1), np.complex128),
+    ).real  # fmt: skip
+    return 0.5 * (table + table[::-1, ::-1])
+
+
+@implements(
+    "dirty_image",
+    "nufft",
+    Cost("flop", lambda Ny, Nx, K, M, **_: nufft_operations(K + M, table_size(Ny, Nx))),
+)
+def dirty_image_nufft(grid, uv, noise, visibilities):
+    """The dirty image as one type-3 NUFFT (ducc0's nu2nu): sources at
+    2 pi (u_k, v_k) with strengths conj(V_k) / sigma_k^2, targets at the
+    pixel centres (x_i, y_i), exponent -1, real part.
+
+    See reference.dirty_image for the math and numpy.dirty_image_nufft for
+    the transform; accuracy: :data:`lenskern.conventions.NUFFT_EPS`.
+
+    Cost: O((K + M) w^2) spreading and interpolation + an FFT set by the
+    space-bandwidth product; memory M + K + the oversampled grid.
+    """
+    strengths = np.conj(visibilities) / noise**2
+    image = _nu2nu(
+        points_in=strengths.astype(np.complex128), coord_in=TWO_PI * uv,
+        coord_out=np.ascontiguousarray(grid[:, ::-1]), forward=True, epsilon=_epsilon(),
+        nthreads=nufft_threads(len(uv) + len(grid)),
+    )  # fmt: skip
+    return np.ascontiguousarray(image.real)
