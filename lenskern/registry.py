@@ -83,6 +83,7 @@ BACKENDS: dict[str, Backend] = {
     # PyAutoArray's own kernels, for comparison (the optional ``peers`` extra)
     "autoarray": Backend("lenskern.backends.autoarray"),
     "ducc0": Backend("lenskern.backends.ducc0"),
+    "numexpr": Backend("lenskern.backends.numexpr"),
 }
 
 #: (kernel, backend) pairs deliberately not implemented, with the reason.
@@ -364,9 +365,9 @@ RECOMMENDED = {
         "jax.raw",
         "reference.direct",
     ),
-    "quadratic_formula": ("numba.parallel", "jax.jit", "numpy.vector", "reference.loop"),
-    "fma": ("numba.parallel", "jax.jit", "numpy.vector", "reference.loop"),
-    "fused_expression": ("numba.parallel", "jax.jit", "numpy.vector", "reference.loop"),
+    "quadratic_formula": ("numba.parallel", "numexpr.evaluate", "jax.jit", "numpy.vector", "reference.loop"),
+    "fma": ("numba.parallel", "numexpr.evaluate", "jax.jit", "numpy.vector", "reference.loop"),
+    "fused_expression": ("numba.parallel", "jax.jit", "numexpr.evaluate", "numpy.vector", "reference.loop"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Pin lenskern's thread count before Numba, XLA, BLAS and ducc0 load.
+"""Pin lenskern's thread count before Numba, XLA, BLAS, numexpr and ducc0 load.
 
 ``LENSKERN_NUM_THREADS`` (``1``, ``all``, or a number) is read once, when
 lenskern is imported; unset, nothing is changed. Each library sizes its
@@ -22,7 +22,10 @@ _POOL_VARIABLES = (
     "MKL_NUM_THREADS",
     "BLIS_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
+    # numexpr sizes its pool from the first and starts with the second;
     # ducc0 reads its own variable before OMP_NUM_THREADS.
+    "NUMEXPR_MAX_THREADS",
+    "NUMEXPR_NUM_THREADS",
     "DUCC0_NUM_THREADS",
 )
 _XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"

@@ -48,6 +48,25 @@ def test_one_thread_is_one_thread():
         assert ratio < 1.15, f"{name} used {ratio:.2f} CPUs with LENSKERN_NUM_THREADS=1"
 
 
+POOLS = """
+import lenskern, numexpr, ducc0
+print(numexpr.get_num_threads(), numexpr.MAX_THREADS, ducc0.misc.thread_pool_size())
+"""
+
+
+def test_one_thread_reaches_numexpr_and_ducc0():
+    """numexpr and ducc0 size their pools from their own variables when they
+    load: LENSKERN_NUM_THREADS=1 must have set those first."""
+    pytest.importorskip("numexpr")
+    pytest.importorskip("ducc0")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMEXPR_", "DUCC0_", "OMP_"))}
+    env["LENSKERN_NUM_THREADS"] = "1"
+    output = subprocess.run(
+        [sys.executable, "-c", POOLS], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert output.split() == ["1", "1", "1"]
+
+
 @pytest.mark.parametrize(
     ("value", "expected"), [("1", 1), ("all", len(threads.available_cpus())), ("999", None)]
 )
