@@ -20,7 +20,7 @@ threads.apply_from_environment()  # before NumPy, Numba or JAX size their thread
 # ruff: noqa: E402
 
 from lenskern.likelihood import Likelihood
-from lenskern.problems import PRESETS, Problem, make_problem
+from lenskern.problems import PRESETS, Problem, crop_to_mask, make_problem
 from lenskern.registry import (
     BACKENDS,
     EXAMPLES,
@@ -43,6 +43,7 @@ __all__ = [
     "Likelihood",
     "Problem",
     "compute",
+    "crop_to_mask",
     "implementations",
     "make_problem",
 ]

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from lenskern import registry, validate
+from lenskern.problems import crop_to_mask
 
 #: What the precomputed part reads, and what each call reads.
 DATA_INPUTS = ("uv", "noise", "visibilities", "grid", "pixel_scale", "shape_native", "native_index")
@@ -49,6 +50,9 @@ class Likelihood:
 
     Cost: once, the offset table and dirty image (O(K) with the NUFFT), chi2
     and the noise normalization (O(K)); per call, see :meth:`log_evidence`.
+    The offset table spans the mask's bounding box (:func:`crop_to_mask`):
+    ``w_offsets`` and ``native_index`` here are on that cropped grid,
+    ``shape_native`` its size.
     """
 
     def __init__(self, impl: dict[str, str] | None = None, **inputs: Any) -> None:
@@ -64,8 +68,14 @@ class Likelihood:
 
         self._evidence_from_parts = numpy_backend.evidence_from_parts
         data = validate.check({name: inputs[name] for name in DATA_INPUTS})
-        self.native_index = data["native_index"]
-        self.w_offsets = np.asarray(self._compute("w_offsets", data))
+        # The offset table on the grid cropped to the mask's bounding box: W
+        # depends on pixel offsets only, so the curvature is the same from a
+        # smaller table. The dirty image on the original grid and data: its
+        # phases depend on absolute positions.
+        cropped = crop_to_mask({name: data[name] for name in ("native_index", "shape_native")})
+        self.native_index = cropped["native_index"]
+        self.shape_native = cropped["shape_native"]
+        self.w_offsets = np.asarray(self._compute("w_offsets", {**data, **cropped}))
         self.dirty_image = np.asarray(self._compute("dirty_image", data))
         self.chi2_data = numpy_backend.chi2_data(data["visibilities"], data["noise"])
         self.noise_normalization = float(self._compute("noise_normalization", data))

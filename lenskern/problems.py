@@ -9,11 +9,12 @@ that alters the arrays; add a new option instead.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from lenskern.conventions import ARCSEC_TO_RADIANS, pixel_centres
+from lenskern.conventions import ARCSEC_TO_RADIANS, TWO_PI, pixel_centres
 
 #: SPEC section 4. ``N`` is the grid side (or give ``shape_native``), ``K``
 #: visibilities, ``B`` mapping slots per image pixel, ``P`` neighbour slots,
@@ -113,6 +114,68 @@ def make_problem(preset_or_sizes: str | dict[str, Any] = "tiny", seed: int = 0) 
         **{k: options[k] for k in ("preset", "mask", "uv") if k in options},
     )
     return problem
+
+
+def crop_to_mask(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs with the native grid cropped to the unmasked pixels' bounding box.
+
+    The offset table spans the whole native grid, (2Ny-1)(2Nx-1) entries,
+    while W only reads the offsets between unmasked pixels, which the
+    bounding box of ``native_index`` already spans: a mask that leaves a
+    border costs table entries (and NUFFT modes) that nothing reads. W_ij
+    depends on offsets only, so it is unchanged by the crop, and so are the
+    curvature and every kernel built on W. Inputs are assumed valid (SPEC 1).
+
+    Parameters
+    ----------
+    inputs
+        Any superset of ``native_index`` and ``shape_native`` (a whole problem
+        will do).
+
+    Returns
+    -------
+    A copy of ``inputs`` (a :class:`Problem` for a Problem, its sizes
+    updated) with
+
+    - ``shape_native``: (Ny', Nx'), the bounding box; ``native_index``
+      shifted to it; ``mask``, if given, cropped;
+    - ``grid``, if given: the centres on the cropped grid. SPEC 1 puts the
+      origin at the grid's centre, so every centre moves by one constant s;
+    - ``visibilities``, if given with ``grid`` and ``uv``: V_k exp(-2 pi i
+      (s_x u_k + s_y v_k)), the same sky seen from the new origin, so the
+      dirty image, chi2 of the data and the log evidence are unchanged (to
+      rounding: a caller that keeps the original data, as
+      :class:`lenskern.Likelihood` does for its dirty image, loses nothing).
+
+    Every other input is passed through. A mask that leaves no border gives
+    the same geometry back.
+    """
+    index = np.asarray(inputs["native_index"])
+    ny, nx = (int(n) for n in inputs["shape_native"])
+    top, left = (int(v) for v in index.min(axis=0))
+    bottom, right = (int(v) for v in index.max(axis=0))
+    shape = (bottom - top + 1, right - left + 1)
+    cropped = dict(inputs)
+    cropped["shape_native"] = shape
+    cropped["native_index"] = index - np.array([top, left], dtype=index.dtype)
+    if "mask" in inputs:
+        cropped["mask"] = np.asarray(inputs["mask"])[top : bottom + 1, left : right + 1].copy()
+    if "grid" in inputs and "pixel_scale" in inputs:
+        grid = pixel_centres(cropped["native_index"], shape, float(inputs["pixel_scale"]))
+        d = float(inputs["pixel_scale"]) * ARCSEC_TO_RADIANS
+        # The constant shift of every centre, from SPEC 1's formula on both grids.
+        shift_y = (top + (shape[0] - 1) / 2 - (ny - 1) / 2) * d
+        shift_x = ((nx - 1) / 2 - left - (shape[1] - 1) / 2) * d
+        cropped["grid"] = grid
+        if "visibilities" in inputs and "uv" in inputs and (shift_x or shift_y):
+            uv = np.asarray(inputs["uv"])
+            phase = TWO_PI * (shift_x * uv[:, 0] + shift_y * uv[:, 1])
+            cropped["visibilities"] = np.asarray(inputs["visibilities"]) * np.exp(-1j * phase)
+    if isinstance(inputs, Problem):
+        problem = Problem(cropped)
+        problem.sizes = {**inputs.sizes, "Ny": shape[0], "Nx": shape[1]}
+        return problem
+    return cropped
 
 
 def _options(preset_or_sizes: str | dict[str, Any]) -> dict[str, Any]:

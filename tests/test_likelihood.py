@@ -10,6 +10,7 @@ from hypothesis import given
 
 import lenskern as lk
 from conftest import assert_agrees, problems, reference_impl, with_intermediates
+from lenskern import validate
 from lenskern.backends import numba as numba_backend
 
 
@@ -78,3 +79,62 @@ def test_tiled_curvature_over_tiles_and_workers(sizes, workers):
     )  # fmt: skip
     assert_agrees("curvature_matrix", got, expected)
     np.testing.assert_array_equal(got, got.T)
+
+
+def _bordered_masks() -> dict[str, np.ndarray]:
+    """Masks (True = masked out) whose unmasked pixels leave a border on
+    every side or some: a small disc, an irregular blob with a hole and a
+    stray pixel, an annulus off-centre on a non-square grid."""
+    y, x = np.mgrid[:14, :17]
+    disc = np.hypot(y - 6.5, x - 8) > 4.2
+    rng = np.random.default_rng(11)
+    blob = np.ones((13, 15), dtype=bool)
+    blob[3:9, 6:12] = rng.random((6, 6)) < 0.4
+    blob[5, 8] = True  # a hole
+    blob[10, 2] = False  # a stray pixel widens the box
+    y, x = np.mgrid[:11, :19]
+    r = np.hypot(y - 4, x - 12)
+    annulus = (r > 4.5) | (r < 2)
+    return {"disc": disc, "irregular": blob, "annulus": annulus}
+
+
+@pytest.mark.parametrize("name", list(_bordered_masks()))
+def test_likelihood_crops_the_table_and_keeps_the_evidence(name):
+    """The Likelihood's table spans the mask's bounding box only, and its
+    evidence is the uncropped reference's."""
+    mask = _bordered_masks()[name]
+    problem = lk.make_problem(dict(shape_native=mask.shape, mask=mask, K=60, S=9, B=3, P=3), seed=3)
+    rows, cols = problem["native_index"].T
+    box = (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
+    assert box != mask.shape, "the mask must leave a border"
+    like = lk.Likelihood(**problem)
+    assert like.w_offsets.shape == (2 * box[0] - 1, 2 * box[1] - 1)
+    inputs = with_intermediates(problem)
+    expected = reference_impl("log_evidence")(**inputs)
+    assert_agrees("log_evidence", like.log_evidence(**problem), expected, inputs)
+
+
+@pytest.mark.parametrize("name", list(_bordered_masks()))
+def test_cropped_problem_is_valid_and_the_same_sky(name):
+    """crop_to_mask gives a problem that passes validation (its grid is the
+    cropped grid's pixel centres) with the same W, dirty image and evidence:
+    the visibilities are phase-shifted to the new origin."""
+    mask = _bordered_masks()[name]
+    problem = lk.make_problem(dict(shape_native=mask.shape, mask=mask, K=60, S=9, B=3, P=3), seed=3)
+    cropped = lk.crop_to_mask(problem)
+    validate.check(dict(cropped))
+    assert cropped.sizes["Ny"] < problem.sizes["Ny"] or cropped.sizes["Nx"] < problem.sizes["Nx"]
+    for kernel in ("w_tilde", "dirty_image", "log_evidence"):
+        expected = lk.compute(kernel, impl="reference.direct", **problem)
+        got = lk.compute(kernel, impl="reference.direct", **cropped)
+        assert_agrees(kernel, got, expected, with_intermediates(problem))
+    # w_offsets itself keeps SPEC 2's contract: the full table of the grid it is given.
+    assert lk.compute("w_offsets", **cropped).shape == tuple(2 * n - 1 for n in cropped["shape_native"])
+
+
+def test_crop_leaves_a_borderless_mask_alone():
+    problem = lk.make_problem("tiny", seed=0)
+    cropped = lk.crop_to_mask(problem)
+    assert cropped["shape_native"] == problem["shape_native"]
+    for name in ("native_index", "grid", "visibilities", "mask"):
+        np.testing.assert_array_equal(cropped[name], problem[name])
