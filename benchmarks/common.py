@@ -29,7 +29,7 @@ The reference (plain Python) is timed on one thread only, with no warm call;
 its memory, first call and error (zero by definition) are not tracked.
 
 Size tiers: ``small`` by default; ``LENSKERN_BENCH_TIERS`` (comma list of
-``tiny``, ``small``, ``seed-1core``, ``seed-gpu``, ``science``) for others.
+``tiny``, ``small``, ``seed-1core``, ``seed-gpu``, ``science``, ``peer-800``) for others.
 An implementation whose cost model (``Implementation.cost``, declared with
 it) estimates more than a minute per call at a tier (five seconds at
 ``small``) is skipped there: asv shows n/a, and :func:`skip_reason` says why.

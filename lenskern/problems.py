@@ -26,10 +26,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "seed-1core": dict(N=64, K=32768, B=3, P=32, S=256, mask="full"),
     "seed-gpu": dict(N=32, K=8192, B=256, P=32, S=256, mask="full"),
     "science": dict(N=300, K=10_000_000, B=3, P=10, S=1000),
+    # PyAutoArray's interferometer profiling cases: an 800 x 800 native grid
+    # at 0.05", a circular mask of radius 3.5" (~15,400 image pixels, a
+    # bordered mask: the crop's case), 10^6 visibilities, 1,500 source pixels.
+    "peer-800": dict(N=800, K=1_000_000, B=3, P=10, S=1500, mask_radius=3.5),
 }
 
 _DEFAULTS: dict[str, Any] = dict(
-    mask="circular", uv="tracks", pixel_scale=0.05, coefficient=1.0, padded_fraction=0.15
+    mask="circular", uv="tracks", pixel_scale=0.05, coefficient=1.0, padded_fraction=0.15, mask_radius=None
 )
 _OPTIONS = {"N", "shape_native", "K", "B", "P", "S"} | set(_DEFAULTS)
 
@@ -52,9 +56,12 @@ def make_problem(preset_or_sizes: str | dict[str, Any] = "tiny", seed: int = 0) 
     ----------
     preset_or_sizes
         A preset name (``tiny``, ``small``, ``seed-1core``, ``seed-gpu``,
-        ``science``) or a dict of sizes and options: ``N`` or ``shape_native``,
+        ``science``, ``peer-800``) or a dict of sizes and options: ``N`` or ``shape_native``,
         ``K``, ``B``, ``P``, ``S``; ``mask`` (``"circular"``, ``"annulus"``,
-        ``"full"``, or a boolean (Ny, Nx) array, True = masked out); ``uv``
+        ``"full"``, or a boolean (Ny, Nx) array, True = masked out);
+        ``mask_radius`` (arcsec: a circular mask of that radius about the
+        grid centre, as PyAutoArray's ``Mask2D.circular``; unset, the
+        circle touches the grid's edges); ``uv``
         (``"tracks"``: Earth-rotation synthesis of a random antenna layout, or
         ``"disc"``: uniform in a disc); ``pixel_scale`` (arcsec);
         ``coefficient``; ``padded_fraction`` (rows with fewer than B slots).
@@ -240,8 +247,16 @@ def _mask(options: dict[str, Any]) -> np.ndarray:
     # distance from the centre in units of the half-sides: an ellipse on a
     # non-square grid, so the mask always reaches every edge.
     r = np.hypot((y - (ny - 1) / 2) / max(ny / 2, 1), (x - (nx - 1) / 2) / max(nx / 2, 1))
+    radius = options.get("mask_radius")
+    if radius is not None and mask != "circular":
+        raise ValueError(f"preset_or_sizes: mask_radius needs mask='circular', got {mask!r}")
     if mask == "full":
         out = np.zeros((ny, nx), dtype=bool)
+    elif mask == "circular" and radius is not None:
+        if not float(radius) > 0:
+            raise ValueError(f"preset_or_sizes: mask_radius must be > 0 arcsec, got {radius!r}")
+        pixels = float(radius) / float(options["pixel_scale"])
+        out = np.hypot(y - (ny - 1) / 2, x - (nx - 1) / 2) > pixels
     elif mask == "circular":
         out = r > 1.0
     elif mask == "annulus":

@@ -38,6 +38,7 @@ CHECKSUMS = {
     ("small", 0): "30682e77487d06d1",
     ("seed-1core", 0): "500b4555ee774987",
     ("seed-gpu", 0): "0927710324a080f7",
+    ("peer-800", 0): "4f42dd2a97564fca",
 }
 
 
@@ -46,7 +47,7 @@ def test_presets_never_change(preset, seed):
     assert checksum(lk.make_problem(preset, seed=seed)) == CHECKSUMS[(preset, seed)]
 
 
-@pytest.mark.parametrize("preset", ["tiny", "small", "seed-1core", "seed-gpu"])
+@pytest.mark.parametrize("preset", ["tiny", "small", "seed-1core", "seed-gpu", "peer-800"])
 def test_presets_are_valid_and_have_the_spec_sizes(preset):
     problem = lk.make_problem(preset)
     validate.check(dict(problem))
@@ -54,6 +55,22 @@ def test_presets_are_valid_and_have_the_spec_sizes(preset):
     for key in ("K", "B", "P", "S"):
         assert problem.sizes[key] == sizes[key]
     assert problem.sizes["M"] == int((~problem["mask"]).sum())
+
+
+def test_peer_800_is_shaped_like_pyautoarrays_profiling_cases():
+    """An 800 x 800 grid whose circular mask (radius 3.5" at 0.05") leaves
+    ~15,000 pixels and a border: the case the crop to the mask is for."""
+    problem = lk.make_problem("peer-800")
+    assert problem["shape_native"] == (800, 800)
+    assert problem.sizes["M"] == 15_380
+    assert lk.crop_to_mask(problem)["shape_native"] == (140, 140)
+
+
+def test_mask_radius_is_named_when_wrong():
+    with pytest.raises(ValueError, match="mask_radius"):
+        lk.make_problem({"N": 8, "K": 3, "B": 1, "S": 2, "mask": "annulus", "mask_radius": 0.1})
+    with pytest.raises(ValueError, match="mask_radius"):
+        lk.make_problem({"N": 8, "K": 3, "B": 1, "S": 2, "mask_radius": -1.0})
 
 
 def test_seed_gpu_uses_every_slot():

@@ -186,6 +186,7 @@ PRESET_SIZES = {
     "seed-1core": dict(M=3_000, K=32_768, S=256, B=3, P=32, Ny=64, Nx=64),
     "seed-gpu": dict(M=750, K=8192, S=256, B=256, P=32, Ny=32, Nx=32),
     "science": dict(M=70_000, K=10_000_000, S=1000, B=3, P=10, Ny=300, Nx=300),
+    "peer-800": dict(M=15_380, K=1_000_000, S=1500, B=3, P=10, Ny=800, Nx=800),
 }
 
 
