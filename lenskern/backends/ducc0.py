@@ -1,10 +1,10 @@
 """The ducc0 backend: the offset table and the dirty image by ducc0's NUFFTs.
 
-ducc0 (the "distinctly useful code collection" behind many radio
-interferometry pipelines) is the non-uniform FFT users run today beside
-FINUFFT, so lenskern measures the two side by side: the same transforms as
-``numpy.nufft`` (see its docstrings for the derivation), at the same
-:data:`lenskern.conventions.NUFFT_EPS` and thread rule
+ducc0 (the "Distinctly Useful Code Collection", whose NUFFT and w-gridder
+radio-interferometry codes use) is the non-uniform FFT users run today
+beside FINUFFT, so lenskern measures the two side by side: the same
+transforms as ``numpy.nufft`` (see its docstrings for the derivation), at
+the same :data:`lenskern.conventions.NUFFT_EPS` and thread rule
 (:func:`lenskern.conventions.nufft_threads`). Type 1 (``nu2u``) gives the
 offset table; type 3 (``nu2nu``, in ``ducc0.nufft.experimental`` since
 ducc0 0.36) gives the dirty image. ducc0 serves no other kernel.
@@ -64,7 +64,8 @@ def w_offsets_nufft(uv, noise, pixel_scale, shape_native):
     measured slower here.
 
     Cost: O(K w^2) spreading + an FFT of about 4 (2Ny-1)(2Nx-1) points;
-    memory: ducc0's oversampled grid, ~4-6x the table, in complex128.
+    memory: ducc0's oversampled grid, 1.4-6x the table (ducc0 picks the
+    oversampling per call by its cost model), in complex128.
     """
     ny, nx = shape_native
     d = pixel_scale * ARCSEC_TO_RADIANS
