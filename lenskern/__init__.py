@@ -9,8 +9,8 @@
 Importing lenskern imports no backend and changes no global JAX or Numba
 setting; backends load the first time the registry is asked. The one
 exception is asked for explicitly: ``LENSKERN_NUM_THREADS`` (``1``, ``all`` or
-a number) pins Numba, XLA and BLAS threads and the CPU affinity, at import,
-before those libraries load (see :mod:`lenskern.threads`).
+a number) pins Numba, XLA, BLAS, numexpr and ducc0 threads and the CPU
+affinity, at import, before those libraries load (see :mod:`lenskern.threads`).
 """
 
 from lenskern import threads
