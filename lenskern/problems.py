@@ -282,6 +282,19 @@ def _tracks(k_count: int, uv_max: float, rng: np.random.Generator) -> np.ndarray
     Antennas lie in a centrally condensed random layout at latitude -23 deg
     (an ALMA-like site) observing declination -30 deg.
     """
+    n_times, baselines = track_layout(k_count, rng)
+    hour = np.linspace(-np.pi / 3, np.pi / 3, n_times)[:, None]
+    u, v = track_uv(baselines, hour)
+    uv = np.stack([u.ravel(), v.ravel()], axis=1)[:k_count]
+    return uv * (uv_max / max(np.hypot(uv[:, 0], uv[:, 1]).max(), 1e-300))
+
+
+def track_layout(k_count: int, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+    """The count of hour angles and the baselines (3, n_pairs) in the
+    equatorial frame (X toward the meridian, Y east, Z the pole) of an
+    Earth-rotation synthesis with at least ``k_count`` (hour, baseline)
+    pairs: visibility ``t * n_pairs + b`` is baseline b at the t-th of
+    ``n_times`` hour angles evenly spaced over [-pi/3, pi/3]."""
     n_times = max(1, math.ceil(math.sqrt(k_count / 2)))
     n_baselines = math.ceil(k_count / n_times)
     n_antennas = 2
@@ -292,14 +305,18 @@ def _tracks(k_count: int, uv_max: float, rng: np.random.Generator) -> np.ndarray
     east, north = radius * np.cos(angle), radius * np.sin(angle)
     first, second = np.triu_indices(n_antennas, k=1)
     d_east, d_north = east[second] - east[first], north[second] - north[first]
-    latitude, declination = np.deg2rad(-23.0), np.deg2rad(-30.0)
-    bx, by, bz = -np.sin(latitude) * d_north, d_east, np.cos(latitude) * d_north
-    hour = np.linspace(-np.pi / 3, np.pi / 3, n_times)[:, None]
+    latitude = np.deg2rad(-23.0)
+    return n_times, np.stack([-np.sin(latitude) * d_north, d_east, np.cos(latitude) * d_north])
+
+
+def track_uv(baselines: np.ndarray, hour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(u, v) of equatorial ``baselines`` (3, ...) at hour angles ``hour``
+    (radians, broadcast against them), declination -30 deg."""
+    bx, by, bz = baselines
+    declination = np.deg2rad(-30.0)
     u = np.sin(hour) * bx + np.cos(hour) * by
     v = -np.sin(declination) * np.cos(hour) * bx + np.sin(declination) * np.sin(hour) * by
-    v = v + np.cos(declination) * bz
-    uv = np.stack([u.ravel(), v.ravel()], axis=1)[:k_count]
-    return uv * (uv_max / max(np.hypot(uv[:, 0], uv[:, 1]).max(), 1e-300))
+    return u, v + np.cos(declination) * bz
 
 
 def _visibilities(
