@@ -13,6 +13,13 @@ only the mapping-dependent kernels:
     like.log_evidence(pix_indexes=..., pix_weights=..., n_sources=...,
                       neighbors=..., neighbors_sizes=..., coefficient=...)
 
+Data too large for memory are summed from a chunked store instead
+(:mod:`lenskern.store`, :mod:`lenskern.stream`), on this machine or a Dask
+cluster:
+
+    like = lk.Likelihood.from_store("obs.zarr", **geometry)   # chunk by chunk
+    like = lk.Likelihood.from_store("obs.zarr", client=client, **geometry)
+
 The math is SPEC section 2 (``reference.log_evidence``); this module adds no
 formula of its own.
 """
@@ -34,6 +41,8 @@ STAGES = (
     "w_offsets", "dirty_image", "noise_normalization",
     "data_vector", "curvature_matrix", "regularization_matrix",
 )  # fmt: skip
+#: The stages of each call: all ``impl`` may name in a Likelihood made from parts.
+CALL_STAGES = STAGES[3:]
 
 
 class Likelihood:
@@ -59,14 +68,7 @@ class Likelihood:
         missing = [name for name in DATA_INPUTS if name not in inputs]
         if missing:
             raise TypeError(f"Likelihood needs input(s) {', '.join(map(repr, missing))}")
-        self.impl = dict(impl or {})
-        unknown = sorted(set(self.impl) - set(STAGES))
-        if unknown:
-            raise ValueError(f"impl: names kernel(s) {unknown}; a Likelihood computes {list(STAGES)}")
-        self._chosen: dict[str, registry.Implementation] = {}
-        from lenskern.backends import numpy as numpy_backend  # here: `import lenskern` loads no backend
-
-        self._evidence_from_parts = numpy_backend.evidence_from_parts
+        numpy_backend = self._setup(impl, STAGES)
         data = validate.check({name: inputs[name] for name in DATA_INPUTS})
         # The offset table on the grid cropped to the mask's bounding box: W
         # depends on pixel offsets only, so the curvature is the same from a
@@ -79,6 +81,79 @@ class Likelihood:
         self.dirty_image = np.asarray(self._compute("dirty_image", data))
         self.chi2_data = numpy_backend.chi2_data(data["visibilities"], data["noise"])
         self.noise_normalization = float(self._compute("noise_normalization", data))
+
+    def _setup(self, impl: dict[str, str] | None, stages: tuple[str, ...]) -> Any:
+        self.impl = dict(impl or {})
+        unknown = sorted(set(self.impl) - set(stages))
+        if unknown:
+            raise ValueError(f"impl: names kernel(s) {unknown}; this Likelihood computes {list(stages)}")
+        self._chosen: dict[str, registry.Implementation] = {}
+        from lenskern.backends import numpy as numpy_backend  # here: `import lenskern` loads no backend
+
+        self._evidence_from_parts = numpy_backend.evidence_from_parts
+        return numpy_backend
+
+    @classmethod
+    def from_parts(
+        cls,
+        *,
+        native_index: Any,
+        w_offsets: Any,
+        dirty_image: Any,
+        chi2_data: float,
+        noise_normalization: float,
+        impl: dict[str, str] | None = None,
+    ) -> Likelihood:
+        """A Likelihood from data parts computed elsewhere (a
+        :class:`lenskern.stream.Partial`'s ``parts()``); ``impl`` may name the
+        per-call kernels (``CALL_STAGES``)."""
+        like = cls.__new__(cls)
+        like._setup(impl, CALL_STAGES)
+        checked = validate.check(
+            dict(native_index=native_index, w_offsets=w_offsets, dirty_image=dirty_image)
+        )
+        like.native_index, like.w_offsets = checked["native_index"], checked["w_offsets"]
+        like.dirty_image = checked["dirty_image"]
+        like.chi2_data, like.noise_normalization = float(chi2_data), float(noise_normalization)
+        for name in ("chi2_data", "noise_normalization"):
+            if not np.isfinite(getattr(like, name)):
+                raise ValueError(f"{name}: must be finite, got {getattr(like, name)!r}")
+        return like
+
+    @classmethod
+    def from_store(
+        cls,
+        store: Any,
+        *,
+        chunk: int | None = None,
+        client: Any = None,
+        start: Any = None,
+        progress: bool | None = None,
+        impl: dict[str, str] | None = None,
+        **geometry: Any,
+    ) -> Likelihood:
+        """The data parts summed from a visibility store, chunk by chunk.
+
+        ``store``: a :class:`lenskern.store.VisibilityStore` or its path;
+        ``geometry``: ``shape_native``, ``pixel_scale``, ``native_index`` (or
+        ``mask``), in any superset. Without ``client`` the chunks are summed
+        here (:func:`lenskern.stream.accumulate`); with a
+        ``dask.distributed.Client``, on its workers
+        (:func:`lenskern.cluster.accumulate`). ``chunk``, ``start`` and
+        ``progress`` are theirs; bad data raise their
+        :class:`lenskern.stream.ChunkError`, which keeps the sums done.
+
+        Cost: the NUFFT per chunk (:class:`lenskern.stream.ChunkTransform`);
+        memory: about two chunks plus the table, whatever K.
+        """
+        if client is None:
+            from lenskern.stream import accumulate
+        else:
+            from lenskern.cluster import accumulate
+
+            geometry["client"] = client
+        partial = accumulate(store, chunk=chunk, start=start, progress=progress, **geometry)
+        return cls.from_parts(**partial.parts(), impl=impl)
 
     def _compute(self, kernel: str, inputs: dict[str, Any]) -> Any:
         chosen = self._chosen.get(kernel)

@@ -1,0 +1,370 @@
+"""The likelihood's data parts accumulated from a visibility store, one chunk at a time.
+
+The offset table, the dirty image, chi2 of the data and the noise
+normalization (SPEC section 2) are sums over visibilities, so a store of any
+size (:mod:`lenskern.store`) is summed chunk by chunk, channels one after the
+other, into a :class:`Partial`; partial sums of disjoint chunks add. Memory:
+two chunks (one read ahead while the other is transformed) plus the NUFFT's
+fine grid and the table, whatever K is:
+
+    partial = accumulate("obs.zarr", shape_native=..., pixel_scale=..., native_index=...)
+    like = lk.Likelihood.from_parts(**partial.parts())   # or Likelihood.from_store(...)
+
+**Per chunk, one NUFFT for both transforms.** The in-memory kernels make the
+table by a type-1 NUFFT and the dirty image by a type-3; here both are type 1
+on the same non-uniform points and the table's modes, as one two-transform
+FINUFFT plan made once and reused by every chunk (points sorted once per
+chunk for both). The dirty image's phase at pixel (r, c) is
+``2 pi d ((c - cx) u - (r - cy) v)`` with ``cx = (Nx-1)/2``; writing
+``c - cx = (c - Nx//2) + ex`` (``ex`` is 0 or 1/2, likewise ``ey``) makes
+``c - Nx//2`` an integer mode inside the table's range and moves
+``exp(2 pi i d (ex u - ey v))`` into the strengths ``V_k / sigma_k^2``, so
+``dirty_image[i] = Re F[r_i - Ny//2, c_i - Nx//2]`` of the second transform.
+Accuracy: the NUFFT's (``lenskern.conventions.NUFFT_EPS``, relative to the
+largest possible value: sum_k 1/sigma_k^2 for the table, sum_k |V_k|/sigma_k^2
+for the image).
+
+**Bad data in a chunk** (NaN, noise <= 0, a wrong shape) raise
+:class:`ChunkError`, a ``ValueError`` naming the chunk (channel, index,
+visibility range) that keeps the sums of every chunk done so far
+(``error.partial``) and lists the chunks left (``error.remaining``): fix the
+data and call again with ``start=error.partial``; only the remaining chunks
+are read. The same holds on a Dask cluster (:mod:`lenskern.cluster`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import numpy as np
+
+from lenskern import conventions, validate
+from lenskern.conventions import ARCSEC_TO_RADIANS, TWO_PI
+from lenskern.store import Block, VisibilityStore
+
+#: The inputs that fix the geometry of the data parts.
+GEOMETRY_INPUTS = ("shape_native", "pixel_scale", "native_index")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The image grid the data parts are computed on (SPEC section 1)."""
+
+    shape_native: tuple[int, int]
+    pixel_scale: float
+    native_index: np.ndarray = field(repr=False)
+
+    @classmethod
+    def from_inputs(cls, **inputs: Any) -> Geometry:
+        """From any superset of ``shape_native``, ``pixel_scale`` and
+        ``native_index`` (or ``mask``, from which it is derived); ``grid`` and
+        ``mask``, if given, are checked against them."""
+        names = ("shape_native", "pixel_scale", "native_index", "grid", "mask")
+        given = {name: inputs[name] for name in names if name in inputs}
+        if "native_index" not in given and "mask" in given:
+            given["native_index"] = np.argwhere(~np.asarray(given["mask"], dtype=bool))
+        missing = [name for name in GEOMETRY_INPUTS if name not in given]
+        if missing:
+            raise TypeError(f"geometry: needs input(s) {', '.join(map(repr, missing))} (or mask)")
+        checked = validate.check(given)
+        return cls(checked["shape_native"], checked["pixel_scale"], checked["native_index"])
+
+    @property
+    def table_shape(self) -> tuple[int, int]:
+        ny, nx = self.shape_native
+        return (2 * ny - 1, 2 * nx - 1)
+
+    @property
+    def key(self) -> str:
+        """A digest of the geometry: partial sums add only when theirs agree."""
+        digest = hashlib.sha256(repr((self.shape_native, self.pixel_scale)).encode())
+        digest.update(self.native_index.tobytes())
+        return digest.hexdigest()[:16]
+
+
+@dataclass
+class Partial:
+    """Sums over the visibilities of the chunks in ``done``.
+
+    ``table`` is the real part of the type-1 transform of 1/sigma^2 before
+    it is made even (:meth:`w_offsets` averages it with its mirror, as
+    ``numpy.nufft`` does), ``image`` the dirty image's sum. Partials of
+    disjoint chunks of the same geometry and chunk size add with ``+``.
+    """
+
+    geometry: Geometry
+    chunk: int
+    table: np.ndarray
+    image: np.ndarray
+    chi2_data: float = 0.0
+    noise_normalization: float = 0.0
+    visibilities: int = 0
+    done: frozenset = frozenset()
+
+    @classmethod
+    def zero(cls, geometry: Geometry, chunk: int) -> Partial:
+        return cls(geometry, int(chunk), np.zeros(geometry.table_shape), np.zeros(len(geometry.native_index)))
+
+    def __add__(self, other: Partial) -> Partial:
+        if not isinstance(other, Partial):
+            return NotImplemented
+        if other.geometry.key != self.geometry.key or other.chunk != self.chunk:
+            raise ValueError(
+                "start: partial sums of another geometry or chunk size "
+                f"({other.geometry.shape_native}, chunk {other.chunk} vs {self.geometry.shape_native}, "
+                f"chunk {self.chunk})"
+            )
+        both = self.done & other.done
+        if both:
+            raise ValueError(f"start: chunks {sorted(both)[:5]} would be counted twice")
+        return Partial(
+            self.geometry, self.chunk, self.table + other.table, self.image + other.image,
+            self.chi2_data + other.chi2_data, self.noise_normalization + other.noise_normalization,
+            self.visibilities + other.visibilities, self.done | other.done,
+        )  # fmt: skip
+
+    def w_offsets(self) -> np.ndarray:
+        return 0.5 * (self.table + self.table[::-1, ::-1])
+
+    def parts(self) -> dict[str, Any]:
+        """What :meth:`lenskern.Likelihood.from_parts` takes."""
+        if not self.visibilities:
+            raise ValueError("store: no visibilities were summed (K = 0)")
+        return dict(
+            native_index=self.geometry.native_index, w_offsets=self.w_offsets(),
+            dirty_image=self.image.copy(), chi2_data=float(self.chi2_data),
+            noise_normalization=float(self.noise_normalization),
+        )  # fmt: skip
+
+
+class ChunkError(ValueError):
+    """Bad data in one or more chunks; the sums of the good ones are kept.
+
+    ``partial``: the sums so far (pass as ``start=`` to resume);
+    ``failed``: ``{(channel, index): why}``; ``remaining``: the chunks
+    (:class:`lenskern.store.Block`) not in ``partial``, the failed included.
+    """
+
+    def __init__(self, message: str, partial: Partial, failed: dict, remaining: list[Block]) -> None:
+        super().__init__(message)
+        self.partial, self.failed, self.remaining = partial, failed, remaining
+
+    def __reduce__(self):  # travels from a Dask worker with its attributes
+        return (type(self), (str(self), self.partial, self.failed, self.remaining))
+
+
+def chunk_error(failed: dict[Block, str], partial: Partial, blocks: list[Block]) -> ChunkError:
+    """The error for ``failed`` chunks, the others' sums in ``partial``."""
+    remaining = [block for block in blocks if block.key not in partial.done]
+    shown = "; ".join(f"{block}: {why}" for block, why in list(failed.items())[:5])
+    more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+    message = (
+        f"{shown}{more}. Summed {len(partial.done)} of {len(blocks)} chunks ({partial.visibilities} "
+        f"visibilities), kept in error.partial; {len(remaining)} remain (error.remaining): fix the data "
+        "and pass start=error.partial to sum only those."
+    )
+    return ChunkError(message, partial, {block.key: why for block, why in failed.items()}, remaining)
+
+
+def check_chunk(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A chunk's arrays validated (SPEC section 3): a ValueError says what is wrong."""
+    try:
+        return validate.check(arrays)
+    except TypeError as error:  # a chunk of the wrong dtype is bad data, like a NaN
+        raise ValueError(str(error)) from None
+
+
+class ChunkTransform:
+    """Sums of one chunk (a :class:`Partial` of it), the FINUFFT plan kept
+    between chunks (see the module docstring).
+
+    Cost per chunk of k visibilities: two type-1 NUFFTs on the same points,
+    O(k w^2) spreading each (w ~ 13 at 1e-12) and one FFT of ~4x the table;
+    O(k) for chi2 and the noise normalization. Memory: ~100 bytes per
+    visibility plus the fine grid (2 x 16 x 4 (2Ny-1)(2Nx-1) bytes).
+    """
+
+    def __init__(self, geometry: Geometry, chunk: int, eps: float | None = None, nthreads: int | None = None):
+        self.geometry, self.chunk = geometry, int(chunk)
+        self.eps = conventions.NUFFT_EPS if eps is None else float(eps)
+        self.nthreads = conventions.nufft_threads(self.chunk) if nthreads is None else int(nthreads)
+        ny, nx = geometry.shape_native
+        self.d = geometry.pixel_scale * ARCSEC_TO_RADIANS
+        # the dirty image's half-pixel offsets (module docstring) and its pixels' places in the table
+        self.ex, self.ey = nx // 2 - (nx - 1) / 2, ny // 2 - (ny - 1) / 2
+        rows, cols = (
+            geometry.native_index[:, 0] - ny // 2 + ny - 1,
+            geometry.native_index[:, 1] - nx // 2 + nx - 1,
+        )
+        self.pixels = rows * (2 * nx - 1) + cols
+        self._plan = None
+
+    def plan(self):
+        if self._plan is None:
+            import finufft  # a core dependency, imported on first use: it loads FFTW and OpenMP
+
+            self._plan = finufft.Plan(
+                1, self.geometry.table_shape, n_trans=2, eps=self.eps, isign=1, nthreads=self.nthreads
+            )
+        return self._plan
+
+    def __call__(self, block: Block, uv: np.ndarray, noise: np.ndarray, visibilities: np.ndarray) -> Partial:
+        """The sums of one validated chunk."""
+        from lenskern.backends.numpy import _wrapped
+
+        u, v = uv[:, 0], uv[:, 1]
+        inverse_variance = 1.0 / noise**2
+        strengths = np.empty((2, len(noise)), dtype=np.complex128)
+        strengths[0] = inverse_variance
+        np.multiply(visibilities, inverse_variance, out=strengths[1])
+        if self.ex or self.ey:
+            strengths[1] *= np.exp((1j * TWO_PI * self.d) * (self.ex * u - self.ey * v))
+        rows = _wrapped(-TWO_PI * self.d * v)
+        cols = _wrapped(TWO_PI * self.d * u)
+        plan = self.plan()
+        plan.setpts(rows, cols)
+        table, image = plan.execute(strengths)
+        return Partial(
+            self.geometry, self.chunk, np.ascontiguousarray(table.real), image.real.ravel()[self.pixels],
+            float(np.sum((visibilities.real**2 + visibilities.imag**2) * inverse_variance)),
+            float(np.sum(2.0 * np.log(TWO_PI * noise**2))), len(noise), frozenset([block.key]),
+        )  # fmt: skip
+
+
+class Progress:
+    """A progress line on stderr: chunks and visibilities done, rate, time
+    left. On a terminal it redraws one line at most twice a second; in a log
+    it writes a line every 10 % of the work. ``enabled=None``: only on a
+    terminal."""
+
+    def __init__(
+        self, visibilities: int, chunks: int, enabled: bool | None = None, out: TextIO | None = None
+    ):
+        self.out = sys.stderr if out is None else out
+        self.tty = bool(getattr(self.out, "isatty", lambda: False)())
+        self.enabled = self.tty if enabled is None else bool(enabled)
+        self.total, self.chunks = max(int(visibilities), 1), int(chunks)
+        self.done = self.done_chunks = 0
+        self.start = self.shown = time.perf_counter()
+        self.next_tenth = 1
+
+    def update(self, visibilities: int, chunks: int = 1) -> None:
+        self.done += int(visibilities)
+        self.done_chunks += int(chunks)
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if self.tty and (now - self.shown >= 0.5 or self.done_chunks == self.chunks):
+            self.out.write("\r" + self.line(now))
+            self.out.flush()
+            self.shown = now
+        elif not self.tty and 10 * self.done >= self.next_tenth * self.total:
+            self.out.write(self.line(now) + "\n")
+            self.next_tenth = 10 * self.done // self.total + 1
+
+    def line(self, now: float) -> str:
+        seconds = max(now - self.start, 1e-9)
+        rate = self.done / seconds
+        left = (self.total - self.done) / rate if rate else float("inf")
+        return (
+            f"lenskern: {self.done_chunks}/{self.chunks} chunks, {_count(self.done)}/{_count(self.total)} "
+            f"visibilities ({100 * self.done / self.total:.0f}%), {_count(rate)}/s, {left:.0f} s left"
+        )
+
+    def close(self) -> None:
+        if self.enabled:
+            seconds = time.perf_counter() - self.start
+            end = "\r" if self.tty else ""
+            rate = _count(self.done / max(seconds, 1e-9))
+            self.out.write(f"{end}lenskern: {_count(self.done)} visibilities in {self.done_chunks} chunks, "
+                           f"{seconds:.1f} s ({rate}/s)\n")  # fmt: skip
+            self.out.flush()
+
+
+def _count(n: float) -> str:
+    """300, 12.5k, 48.0M, 2.00G: a count at a glance."""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= size:
+            return f"{n / size:.3g}{suffix}"
+    return f"{n:.0f}"
+
+
+def open_store(store: VisibilityStore | str) -> VisibilityStore:
+    return store if isinstance(store, VisibilityStore) else VisibilityStore.open(store)
+
+
+def plan_blocks(store: VisibilityStore, geometry: Geometry, chunk: int | None, start: Partial | None):
+    """The chunks to read, all of them, and the sums to start from."""
+    chunk = store.chunk if chunk is None else int(chunk)
+    blocks = store.blocks(chunk)
+    if not blocks:
+        raise ValueError(f"store: {store.path} holds no visibilities (K = 0)")
+    partial = Partial.zero(geometry, chunk)
+    if start is not None:
+        partial = partial + start  # checks the geometry and the chunk size
+        unknown = start.done - {block.key for block in blocks}
+        if unknown:
+            raise ValueError(f"start: chunks {sorted(unknown)[:5]} are not chunks of {store.path}")
+    return blocks, [block for block in blocks if block.key not in partial.done], partial
+
+
+def accumulate(
+    store: VisibilityStore | str,
+    *,
+    chunk: int | None = None,
+    start: Partial | None = None,
+    progress: bool | None = None,
+    eps: float | None = None,
+    nthreads: int | None = None,
+    **geometry: Any,
+) -> Partial:
+    """The data parts of every visibility in ``store``, summed chunk by chunk.
+
+    Parameters
+    ----------
+    store
+        A :class:`lenskern.store.VisibilityStore` or its path.
+    chunk
+        Visibilities read and transformed at a time (the store's chunk by
+        default; a multiple of it reads whole stored chunks).
+    start
+        Sums to continue from (a :class:`ChunkError`'s ``partial``): their
+        chunks are not read again.
+    progress
+        A progress line on stderr: ``None`` on a terminal only, or True/False.
+    eps, nthreads
+        The NUFFT's accuracy (``conventions.NUFFT_EPS``) and threads
+        (``conventions.nufft_threads`` of the chunk size).
+    **geometry
+        ``shape_native``, ``pixel_scale`` and ``native_index`` (or ``mask``),
+        in any superset (a whole problem will do).
+
+    Cost: per chunk, :class:`ChunkTransform`'s; reading runs a chunk ahead
+    in a thread. Memory: two chunks, the fine grid and the table.
+    """
+    store = open_store(store)
+    geometry_ = Geometry.from_inputs(**geometry)
+    blocks, todo, partial = plan_blocks(store, geometry_, chunk, start)
+    transform = ChunkTransform(geometry_, partial.chunk, eps=eps, nthreads=nthreads)
+    meter = Progress(sum(map(len, todo)), len(todo), progress)
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        ahead = reader.submit(store.read, todo[0].channel, todo[0].start, todo[0].stop) if todo else None
+        for i, block in enumerate(todo):
+            arrays = ahead.result()
+            if i + 1 < len(todo):
+                following = todo[i + 1]
+                ahead = reader.submit(store.read, following.channel, following.start, following.stop)
+            try:
+                arrays = check_chunk(arrays)
+            except ValueError as error:
+                meter.close()
+                raise chunk_error({block: str(error)}, partial, blocks) from None
+            partial = partial + transform(block, **arrays)
+            meter.update(len(block))
+    meter.close()
+    return partial
