@@ -34,6 +34,7 @@ workers' threads are the parallelism (``dask worker --nthreads``).
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from lenskern.store import Block, VisibilityStore
@@ -42,7 +43,6 @@ from lenskern.stream import (
     Geometry,
     Partial,
     Progress,
-    check_chunk,
     chunk_error,
     open_store,
     plan_blocks,
@@ -76,15 +76,20 @@ def sum_chunks(
     partial = Partial.zero(geometry, chunk)
     failed: dict[Block, str] = {}
     for block in blocks:
+        begin = time.perf_counter()
+        arrays = store.read(block.channel, block.start, block.stop)
+        read = time.perf_counter()
         try:
-            arrays = check_chunk(store.read(block.channel, block.start, block.stop))
+            sums = transform(block, **arrays)
         except ValueError as error:
             failed[block] = str(error)
             continue
-        partial = partial + transform(block, **arrays)
+        sums.seconds["read"] = read - begin
+        partial = partial + sums
     sums = dict(
         table=partial.table, image=partial.image, chi2_data=partial.chi2_data,
         noise_normalization=partial.noise_normalization, visibilities=partial.visibilities, done=partial.done,
+        seconds=partial.seconds,
     )  # fmt: skip
     return sums, failed
 
@@ -118,7 +123,9 @@ def accumulate(
     if per_task < 1:
         raise ValueError(f"chunks_per_task: must be >= 1, got {chunks_per_task}")
     groups = [todo[i : i + per_task] for i in range(0, len(todo), per_task)]
-    shared = client.scatter(geometry_, broadcast=True)  # native_index once per worker, not per task
+    # native_index once per worker, not per task; hash=False: a key of its own, which another
+    # call that scatters the same geometry cannot release under us
+    shared = client.scatter(geometry_, broadcast=True, hash=False)
     tasks = {
         client.submit(sum_chunks, store.path, shared, partial.chunk, group, eps, nthreads, pure=False): group
         for group in groups

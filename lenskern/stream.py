@@ -35,12 +35,14 @@ are read. The same holds on a Dask cluster (:mod:`lenskern.cluster`).
 from __future__ import annotations
 
 import hashlib
+import math
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+import numba
 import numpy as np
 
 from lenskern import conventions, validate
@@ -105,6 +107,7 @@ class Partial:
     noise_normalization: float = 0.0
     visibilities: int = 0
     done: frozenset = frozenset()
+    seconds: dict = field(default_factory=dict)
 
     @classmethod
     def zero(cls, geometry: Geometry, chunk: int) -> Partial:
@@ -126,6 +129,7 @@ class Partial:
             self.geometry, self.chunk, self.table + other.table, self.image + other.image,
             self.chi2_data + other.chi2_data, self.noise_normalization + other.noise_normalization,
             self.visibilities + other.visibilities, self.done | other.done,
+            {k: self.seconds.get(k, 0.0) + other.seconds.get(k, 0.0) for k in self.seconds | other.seconds},
         )  # fmt: skip
 
     def w_offsets(self) -> np.ndarray:
@@ -179,6 +183,17 @@ def check_chunk(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise ValueError(str(error)) from None
 
 
+def _as_stored(uv: np.ndarray, noise: np.ndarray, visibilities: np.ndarray) -> bool:
+    """Whether the arrays have the store's dtypes, shapes and layout (then
+    only their values need checking, which the transform's pass does)."""
+    k_count = len(noise)
+    return (
+        uv.dtype == np.float64 and noise.dtype == np.float64 and visibilities.dtype == np.complex128
+        and uv.shape == (k_count, 2) and noise.shape == visibilities.shape == (k_count,) and k_count > 0
+        and uv.flags.c_contiguous and noise.flags.c_contiguous and visibilities.flags.c_contiguous
+    )  # fmt: skip
+
+
 class ChunkTransform:
     """Sums of one chunk (a :class:`Partial` of it), the FINUFFT plan kept
     between chunks (see the module docstring).
@@ -214,26 +229,72 @@ class ChunkTransform:
         return self._plan
 
     def __call__(self, block: Block, uv: np.ndarray, noise: np.ndarray, visibilities: np.ndarray) -> Partial:
-        """The sums of one validated chunk."""
-        from lenskern.backends.numpy import _wrapped
-
-        u, v = uv[:, 0], uv[:, 1]
-        inverse_variance = 1.0 / noise**2
-        strengths = np.empty((2, len(noise)), dtype=np.complex128)
-        strengths[0] = inverse_variance
-        np.multiply(visibilities, inverse_variance, out=strengths[1])
-        if self.ex or self.ey:
-            strengths[1] *= np.exp((1j * TWO_PI * self.d) * (self.ex * u - self.ey * v))
-        rows = _wrapped(-TWO_PI * self.d * v)
-        cols = _wrapped(TWO_PI * self.d * u)
+        """The sums of one chunk; a ValueError (from :func:`check_chunk`) if
+        its data are bad. Values are checked in the same pass that prepares
+        the NUFFT's inputs; only a bad chunk is passed through
+        ``validate.check``, to say what is wrong."""
+        start = time.perf_counter()
+        if not _as_stored(uv, noise, visibilities):
+            arrays = check_chunk(dict(uv=uv, noise=noise, visibilities=visibilities))
+            uv, noise, visibilities = arrays["uv"], arrays["noise"], arrays["visibilities"]
+        k_count = len(noise)
+        rows, cols = np.empty(k_count), np.empty(k_count)
+        strengths = np.empty((2, k_count), dtype=np.complex128)
+        chi2, normalization, bad = _prepare(
+            uv, noise, visibilities, TWO_PI * self.d, self.ex, self.ey, rows, cols, strengths
+        )
+        if bad:
+            check_chunk(dict(uv=uv, noise=noise, visibilities=visibilities))
+            raise ValueError(f"{bad} visibilities with non-finite values or noise <= 0")  # pragma: no cover
         plan = self.plan()
+        prepared = time.perf_counter()
         plan.setpts(rows, cols)
         table, image = plan.execute(strengths)
+        seconds = dict(prepare=prepared - start, nufft=time.perf_counter() - prepared)
         return Partial(
             self.geometry, self.chunk, np.ascontiguousarray(table.real), image.real.ravel()[self.pixels],
-            float(np.sum((visibilities.real**2 + visibilities.imag**2) * inverse_variance)),
-            float(np.sum(2.0 * np.log(TWO_PI * noise**2))), len(noise), frozenset([block.key]),
+            chi2, normalization, k_count, frozenset([block.key]), seconds,
         )  # fmt: skip
+
+
+@numba.njit(cache=True, parallel=True)
+def _prepare(uv, noise, visibilities, scale, ex, ey, rows, cols, strengths):
+    """One pass over a chunk: the NUFFT's points (``rows = -scale v``,
+    ``cols = scale u``, moved into [-pi, pi) where they lie outside: the
+    modes are integers) and strengths (1/sigma^2, and V/sigma^2 turned by
+    the half-pixel phase ``scale (ex u - ey v)``), chi2, the noise
+    normalization and the count of bad visibilities (a value not finite, or
+    sigma <= 0). NumPy took ~400 ns per visibility for this in ten passes
+    with their temporaries, and validation ~45 more; this is one pass on
+    every core (~100 ns)."""
+    chi2 = 0.0
+    normalization = 0.0
+    bad = 0
+    shifted = ex != 0.0 or ey != 0.0
+    for k in numba.prange(len(noise)):
+        u, v = uv[k, 0], uv[k, 1]
+        real, imag = visibilities[k].real, visibilities[k].imag
+        if not (noise[k] > 0 and math.isfinite(u + v + noise[k] + real + imag)):
+            bad += 1
+            continue
+        variance = noise[k] * noise[k]
+        inverse = 1.0 / variance
+        row, col = -scale * v, scale * u
+        if not -math.pi <= row < math.pi:
+            row -= 2 * math.pi * math.floor((row + math.pi) / (2 * math.pi))
+        if not -math.pi <= col < math.pi:
+            col -= 2 * math.pi * math.floor((col + math.pi) / (2 * math.pi))
+        rows[k], cols[k] = row, col
+        chi2 += (real * real + imag * imag) * inverse
+        normalization += 2.0 * math.log(2 * math.pi * variance)
+        real, imag = real * inverse, imag * inverse
+        if shifted:
+            phase = scale * (ex * u - ey * v)
+            c, s = math.cos(phase), math.sin(phase)
+            real, imag = real * c - imag * s, real * s + imag * c
+        strengths[0, k] = inverse
+        strengths[1, k] = complex(real, imag)
+    return chi2, normalization, bad
 
 
 class Progress:
@@ -355,16 +416,19 @@ def accumulate(
     with ThreadPoolExecutor(max_workers=1) as reader:
         ahead = reader.submit(store.read, todo[0].channel, todo[0].start, todo[0].stop) if todo else None
         for i, block in enumerate(todo):
+            waited = time.perf_counter()
             arrays = ahead.result()
             if i + 1 < len(todo):
                 following = todo[i + 1]
                 ahead = reader.submit(store.read, following.channel, following.start, following.stop)
+            read = time.perf_counter()
             try:
-                arrays = check_chunk(arrays)
+                sums = transform(block, **arrays)
             except ValueError as error:
                 meter.close()
                 raise chunk_error({block: str(error)}, partial, blocks) from None
-            partial = partial + transform(block, **arrays)
+            sums.seconds["read"] = read - waited
+            partial = partial + sums
             meter.update(len(block))
     meter.close()
     return partial
