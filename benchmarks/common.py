@@ -30,6 +30,9 @@ its memory, first call and error (zero by definition) are not tracked.
 
 Size tiers: ``small`` by default; ``LENSKERN_BENCH_TIERS`` (comma list of
 ``tiny``, ``small``, ``seed-1core``, ``seed-gpu``, ``science``, ``peer-800``) for others.
+The tier ``stream`` is not a problem size: it switches on ``stream.py``'s
+benchmarks (visibilities streamed from a store on disk); the kernels'
+classes show it as n/a.
 An implementation whose cost model (``Implementation.cost``, declared with
 it) estimates more than a minute per call at a tier (five seconds at
 ``small``) is skipped there: asv shows n/a, and :func:`skip_reason` says why.
@@ -90,6 +93,11 @@ def record_imported_commit() -> None:
 record_imported_commit()
 
 TIERS = tuple(t for t in os.environ.get("LENSKERN_BENCH_TIERS", "small").split(",") if t)
+#: The tier that switches on the streaming benchmarks (benchmarks/stream.py).
+STREAM_TIER = "stream"
+#: The problem-size tiers, whose inputs are built.
+PROBLEM_TIERS = tuple(t for t in TIERS if t != STREAM_TIER)
+
 #: A call estimated to take longer than this is skipped at that tier: the
 #: small tier promises every kernel in seconds, the larger ones a minute.
 MAX_SECONDS = {"tiny": 5.0, "small": 5.0}
@@ -109,6 +117,12 @@ def skip_reason(impl: lk.Implementation, tier: str, sizes: dict) -> str | None:
     if seconds > limit:
         return f"{impl.name} at {tier}: estimated {seconds:.0f} s per call (> {limit:.0f} s)"
     return None
+
+
+def skip_stream_tier(tier: str) -> None:
+    """The kernels have no problem at the stream tier: n/a there."""
+    if tier == STREAM_TIER:
+        raise NotImplementedError(f"{STREAM_TIER!r} is benchmarks/stream.py's tier, not a problem size")
 
 
 def suite_inputs(tier: str) -> dict:
@@ -258,13 +272,14 @@ class _KernelBenchmark(abc.ABC):
     def setup_cache(self):
         # Defined once here, so asv keys one cache for the whole suite: every
         # class shares the inputs built by the first.
-        return {tier: suite_inputs(tier) for tier in TIERS}
+        return {tier: suite_inputs(tier) for tier in PROBLEM_TIERS}
 
     def setup(self, cache, implementation_name, tier):
         self.prepare(cache, self.kernel, implementation_name, tier)
 
     def prepare(self, cache, kernel, implementation_name, tier):
         """Inputs bound, skips decided, the call compiled and warmed."""
+        skip_stream_tier(tier)
         if self.one_thread_only and not one_thread():
             raise NotImplementedError("memory, compilation and error are measured on one thread")
         self.kernel = kernel

@@ -4,7 +4,16 @@ and the log evidence per call of a sampler (``lk.Likelihood``)."""
 import lenskern as lk
 from lenskern import likelihood
 
-from .common import TIERS, TIMER, KernelProfile, KernelTime, implementation, manifest, skip_reason
+from .common import (
+    TIERS,
+    TIMER,
+    KernelProfile,
+    KernelTime,
+    implementation,
+    manifest,
+    skip_reason,
+    skip_stream_tier,
+)
 
 
 class DirtyImage(KernelTime):
@@ -61,6 +70,7 @@ class Likelihood:
     timer = staticmethod(TIMER)
 
     def setup(self, implementation_name, tier):
+        skip_stream_tier(tier)
         curvature = implementation("curvature_matrix", implementation_name)
         problem = lk.make_problem(tier)
         reason = skip_reason(curvature, tier, problem.sizes)

@@ -1,11 +1,15 @@
 """Command line: ``python -m lenskern table`` prints the implementation and
 recommendation tables the README embeds (generated from the registry; a test
-keeps them in sync)."""
+keeps them in sync). ``store`` writes a store of generated visibilities and
+``stream`` sums one into the likelihood's data parts, here or on a Dask
+cluster, and reports the wall time, the rate, the peak memory and where the
+time went (README "Streaming")."""
 
 from __future__ import annotations
 
 import argparse
 import re
+import time
 from pathlib import Path
 
 from lenskern import registry
@@ -39,13 +43,80 @@ def recommended_table() -> str:
 TABLES = {"implementations": implementation_table, "recommended": recommended_table}
 
 
+def write_store(args: argparse.Namespace) -> None:
+    from lenskern.store import write_generated
+
+    start = time.perf_counter()
+    k_count = int(float(args.visibilities))
+    sizes = {"preset": args.grid, "K": k_count}
+    store = write_generated(args.path, sizes, seed=args.seed, chunk=args.chunk, channels=args.channels)
+    seconds = time.perf_counter() - start
+    print(f"wrote {store}: {seconds:.1f} s, {k_count / seconds:,.0f} visibilities/s")
+
+
+def stream_store(args: argparse.Namespace) -> None:
+    import resource
+
+    import lenskern as lk
+
+    problem = lk.make_problem({"preset": args.grid, "K": 1})
+    geometry = {name: problem[name] for name in ("shape_native", "pixel_scale", "native_index")}
+    options = dict(chunk=args.chunk, progress=not args.no_progress, **geometry)
+    start = time.perf_counter()
+    if args.scheduler:
+        from dask.distributed import Client
+
+        from lenskern import cluster
+
+        with Client(args.scheduler) as client:
+            partial = cluster.accumulate(
+                args.path, client=client, chunks_per_task=args.chunks_per_task, **options
+            )
+    else:
+        from lenskern import stream
+
+        partial = stream.accumulate(args.path, **options)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    stages = ", ".join(f"{name} {value:.1f} s" for name, value in partial.seconds.items())
+    print(f"visibilities: {partial.visibilities:,} in {len(partial.done)} chunks, grid {args.grid} "
+          f"{geometry['shape_native']}, M = {len(geometry['native_index'])}")  # fmt: skip
+    print(f"wall: {seconds:.1f} s; {partial.visibilities / seconds:,.0f} visibilities/s")
+    print(f"peak RSS of this process: {peak / 2**20:,.0f} MiB (resource.getrusage)")
+    print(f"time by stage (summed over threads and workers): {stages}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lenskern", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     table = commands.add_parser("table", help="print the README's tables generated from the registry")
     table.add_argument("--readme", type=Path, help="rewrite the tables inside this README instead")
+    store = commands.add_parser("store", help="write a store of generated visibilities, a chunk at a time")
+    store.add_argument("path", help="the store's folder (or a URL zarr opens)")
+    store.add_argument("--visibilities", "-K", default="1e7", help="how many, say 2e8 (default 1e7)")
+    store.add_argument("--channels", type=int, default=1, help="channels the visibilities are split over")
+    store.add_argument(
+        "--grid", default="science", help="preset whose grid sets uv_max and the sky (science)"
+    )
+    store.add_argument("--chunk", type=int, default=None, help="visibilities per stored chunk (2^22)")
+    store.add_argument("--seed", type=int, default=0)
+    stream = commands.add_parser("stream", help="sum a store into the likelihood's data parts, and time it")
+    stream.add_argument("path", help="the store's folder (or a URL zarr opens)")
+    stream.add_argument("--grid", default="science", help="preset whose grid the parts are on (science)")
+    stream.add_argument("--chunk", type=int, default=None, help="visibilities per read (the store's chunk)")
+    stream.add_argument("--scheduler", help="a Dask scheduler's address: sum on its workers")
+    stream.add_argument("--chunks-per-task", type=int, default=1, help="chunks per Dask task (1)")
+    stream.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     args = parser.parse_args(argv)
-    if args.command == "table" and args.readme:
+    if args.command == "store":
+        if args.chunk is None:
+            from lenskern.store import DEFAULT_CHUNK
+
+            args.chunk = DEFAULT_CHUNK
+        write_store(args)
+    elif args.command == "stream":
+        stream_store(args)
+    elif args.command == "table" and args.readme:
         text = args.readme.read_text()
         for name, make in TABLES.items():
             begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"

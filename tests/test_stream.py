@@ -255,3 +255,38 @@ def test_uvfits_through_pyuvdata_round_trips_into_a_store(tmp_path):
     both = store.read_all()
     summed = {**problem, **both}  # the two channels' visibilities, one list
     assert_same_parts(lk.Likelihood.from_store(store, **problem), lk.Likelihood(**summed))
+
+
+def test_command_line_writes_and_streams_a_store(tmp_path, capsys):
+    from lenskern.__main__ import main
+
+    path = str(tmp_path / "cli.zarr")
+    main(["store", path, "-K", "3000", "--grid", "tiny", "--chunk", "1000", "--channels", "2"])
+    assert "channels=2, K=3000, chunk=1000" in capsys.readouterr().out
+    main(["stream", path, "--grid", "tiny", "--no-progress"])
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "visibilities: 3,000 in 4 chunks, grid tiny (6, 7)" in captured.out
+    assert "peak RSS" in captured.out and "nufft" in captured.out
+
+
+def test_stream_benchmarks_are_a_tier_of_their_own(monkeypatch):
+    """Off (n/a) unless LENSKERN_BENCH_TIERS names the stream tier; on, they
+    run (here at a small K and grid)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    from benchmarks import stream as bench
+
+    off = bench.Stream()
+    monkeypatch.setattr(bench, "ENABLED", False)
+    assert off.setup_cache() == {}
+    with pytest.raises(NotImplementedError, match="LENSKERN_BENCH_TIERS"):
+        off.setup({}, 10**6)
+    monkeypatch.setattr(bench, "ENABLED", True)
+    monkeypatch.setattr(bench, "VISIBILITIES", [3000])
+    monkeypatch.setattr(bench, "GRID", "small")
+    on = bench.Stream()
+    cache = on.setup_cache()
+    assert bench.write_store(3000) == bench.store_path(3000)  # kept, not written again
+    on.setup(cache, 3000)
+    assert 0 < on.track_seconds_per_visibility(cache, 3000) < 1e-2
+    on.peakmem_accumulate(cache, 3000)
