@@ -240,7 +240,8 @@ class ChunkTransform:
         k_count = len(noise)
         rows, cols = np.empty(k_count), np.empty(k_count)
         strengths = np.empty((2, k_count), dtype=np.complex128)
-        chi2, normalization, bad = _prepare(
+        prepare = _prepare_serial if self.nthreads == 1 else _prepare
+        chi2, normalization, bad = prepare(
             uv, noise, visibilities, TWO_PI * self.d, self.ex, self.ey, rows, cols, strengths
         )
         if bad:
@@ -257,6 +258,33 @@ class ChunkTransform:
         )  # fmt: skip
 
 
+@numba.njit(cache=True, inline="always")
+def _prepare_one(k, uv, noise, visibilities, scale, ex, ey, rows, cols, strengths):
+    """Visibility k of :func:`_prepare`: its (chi2, normalization, bad) terms."""
+    u, v = uv[k, 0], uv[k, 1]
+    real, imag = visibilities[k].real, visibilities[k].imag
+    finite = math.isfinite(u) and math.isfinite(v) and math.isfinite(real) and math.isfinite(imag)
+    if not (finite and math.isfinite(noise[k]) and noise[k] > 0):
+        return 0.0, 0.0, 1
+    variance = noise[k] * noise[k]
+    inverse = 1.0 / variance
+    row, col = -scale * v, scale * u
+    if not -math.pi <= row < math.pi:
+        row -= 2 * math.pi * math.floor((row + math.pi) / (2 * math.pi))
+    if not -math.pi <= col < math.pi:
+        col -= 2 * math.pi * math.floor((col + math.pi) / (2 * math.pi))
+    rows[k], cols[k] = row, col
+    chi2 = (real * real + imag * imag) * inverse
+    real, imag = real * inverse, imag * inverse
+    if ex != 0.0 or ey != 0.0:
+        phase = scale * (ex * u - ey * v)
+        c, s = math.cos(phase), math.sin(phase)
+        real, imag = real * c - imag * s, real * s + imag * c
+    strengths[0, k] = inverse
+    strengths[1, k] = complex(real, imag)
+    return chi2, 2.0 * math.log(2 * math.pi * variance), 0
+
+
 @numba.njit(cache=True, parallel=True)
 def _prepare(uv, noise, visibilities, scale, ex, ey, rows, cols, strengths):
     """One pass over a chunk: the NUFFT's points (``rows = -scale v``,
@@ -267,33 +295,28 @@ def _prepare(uv, noise, visibilities, scale, ex, ey, rows, cols, strengths):
     sigma <= 0). NumPy took ~400 ns per visibility for this in ten passes
     with their temporaries, and validation ~45 more; this is one pass on
     every core (~100 ns)."""
-    chi2 = 0.0
-    normalization = 0.0
+    chi2 = normalization = 0.0
     bad = 0
-    shifted = ex != 0.0 or ey != 0.0
     for k in numba.prange(len(noise)):
-        u, v = uv[k, 0], uv[k, 1]
-        real, imag = visibilities[k].real, visibilities[k].imag
-        if not (noise[k] > 0 and math.isfinite(u + v + noise[k] + real + imag)):
-            bad += 1
-            continue
-        variance = noise[k] * noise[k]
-        inverse = 1.0 / variance
-        row, col = -scale * v, scale * u
-        if not -math.pi <= row < math.pi:
-            row -= 2 * math.pi * math.floor((row + math.pi) / (2 * math.pi))
-        if not -math.pi <= col < math.pi:
-            col -= 2 * math.pi * math.floor((col + math.pi) / (2 * math.pi))
-        rows[k], cols[k] = row, col
-        chi2 += (real * real + imag * imag) * inverse
-        normalization += 2.0 * math.log(2 * math.pi * variance)
-        real, imag = real * inverse, imag * inverse
-        if shifted:
-            phase = scale * (ex * u - ey * v)
-            c, s = math.cos(phase), math.sin(phase)
-            real, imag = real * c - imag * s, real * s + imag * c
-        strengths[0, k] = inverse
-        strengths[1, k] = complex(real, imag)
+        terms = _prepare_one(k, uv, noise, visibilities, scale, ex, ey, rows, cols, strengths)
+        chi2 += terms[0]
+        normalization += terms[1]
+        bad += terms[2]
+    return chi2, normalization, bad
+
+
+@numba.njit(cache=True)
+def _prepare_serial(uv, noise, visibilities, scale, ex, ey, rows, cols, strengths):
+    """:func:`_prepare` on the calling thread: for transforms on one thread
+    (small chunks, Dask tasks), where no thread pool is started or shared
+    between the threads of a worker."""
+    chi2 = normalization = 0.0
+    bad = 0
+    for k in range(len(noise)):
+        terms = _prepare_one(k, uv, noise, visibilities, scale, ex, ey, rows, cols, strengths)
+        chi2 += terms[0]
+        normalization += terms[1]
+        bad += terms[2]
     return chi2, normalization, bad
 
 
