@@ -88,8 +88,11 @@ class Stream:
 
         self.accumulate = stream.accumulate
         self.path, self.geometry = cache["stores"][visibilities], cache["geometry"]
-        # compile the Numba pass and load FINUFFT outside the measurement
-        warm = stream.ChunkTransform(stream.Geometry.from_inputs(**self.geometry), 1)
+        # compile the Numba pass (the threaded one, as chunks of the store's size take) and load
+        # FINUFFT outside the measurement
+        from lenskern.store import DEFAULT_CHUNK
+
+        warm = stream.ChunkTransform(stream.Geometry.from_inputs(**self.geometry), DEFAULT_CHUNK)
         warm(stream.Block("warm", 0, 0, 1), np.zeros((1, 2)), np.ones(1), np.zeros(1, np.complex128))
         reset_peak_memory()
 
