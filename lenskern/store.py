@@ -131,15 +131,18 @@ class VisibilityStore:
         return store
 
     @classmethod
-    def open(cls, path: str | Path, mode: str = "r") -> VisibilityStore:
-        """An existing store; ``mode="r+"`` to append."""
+    def open(cls, path: str | Path, mode: str = "r", compressors: Any = None) -> VisibilityStore:
+        """An existing store; ``mode="r+"`` to append (``compressors`` for
+        the channels added through it, as in :meth:`create`)."""
         import zarr
 
         try:
             group = zarr.open_group(str(path), mode=mode)
         except FileNotFoundError:
             raise ValueError(f"store: no store at {path}") from None
-        return cls(group, str(path))
+        store = cls(group, str(path))
+        store._compressors = compressors
+        return store
 
     @property
     def channels(self) -> list[str]:

@@ -62,6 +62,26 @@ def test_store_round_trips_exactly(problem, data):
         assert [len(b) for b in blocks] == [min(chunk, k_count - s) for s in range(0, k_count, chunk)]
 
 
+def test_a_compressed_store_round_trips_and_grows(tmp_path):
+    from zarr.codecs import BloscCodec
+
+    problem = lk.make_problem(SIZES, seed=1)
+    blosc = BloscCodec(cname="lz4", shuffle="shuffle")
+    store = store_module.write_problem(tmp_path / "c.zarr", problem, chunk=64, compressors=blosc)
+    more = VisibilityStore.open(store.path, mode="r+", compressors=blosc)
+    more.append("1", problem["uv"][:10], problem["noise"][:10], problem["visibilities"][:10])
+    got = VisibilityStore.open(store.path)
+    assert got.channels == ["0", "1"] and got.size() == 310 and got.size("1") == 10
+    for name in ("uv", "noise", "visibilities"):
+        np.testing.assert_array_equal(
+            got.read_all()[name], np.concatenate([problem[name], problem[name][:10]])
+        )
+    with pytest.raises(ValueError, match="already exists"):
+        more.add_channel("1")
+    with pytest.raises(ValueError, match="uv: expected shape"):
+        more.append("1", problem["uv"][:, :1], problem["noise"], problem["visibilities"])
+
+
 @given(problem=problems(), data=st.data())
 def test_streamed_likelihood_equals_in_memory_at_every_chunk_size(problem, data):
     """Chunk sizes from one visibility up, and store chunks that the read
