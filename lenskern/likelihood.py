@@ -112,7 +112,16 @@ class Likelihood:
         checked = validate.check(
             dict(native_index=native_index, w_offsets=w_offsets, dirty_image=dirty_image)
         )
-        like.native_index, like.w_offsets = checked["native_index"], checked["w_offsets"]
+        # As the constructor does: the table cropped to the mask's bounding
+        # box, the central block of the full one (W reads offsets only).
+        ny, nx = ((n + 1) // 2 for n in checked["w_offsets"].shape)
+        cropped = crop_to_mask({"native_index": checked["native_index"], "shape_native": (ny, nx)})
+        cy, cx = cropped["shape_native"]
+        like.native_index = cropped["native_index"]
+        like.shape_native = cropped["shape_native"]
+        like.w_offsets = np.ascontiguousarray(
+            checked["w_offsets"][ny - cy : ny + cy - 1, nx - cx : nx + cx - 1]
+        )
         like.dirty_image = checked["dirty_image"]
         like.chi2_data, like.noise_normalization = float(chi2_data), float(noise_normalization)
         for name in ("chi2_data", "noise_normalization"):

@@ -55,7 +55,12 @@ def test_curvature_and_regularization_are_symmetric(problem):
         np.testing.assert_allclose(h.sum(axis=1), 1e-8, rtol=1e-6, err_msg=impl.name)
 
 
-@given(problem=problems(), a=st.floats(-3, 3), b=st.floats(-3, 3))
+#: Scale factors: zero, or far from the subnormal range, which XLA flushes
+#: to zero (a * D near 1e-309 is 0 on JAX and not on NumPy: not linearity).
+SCALES = st.floats(-3, 3).filter(lambda v: v == 0 or abs(v) > 1e-100)
+
+
+@given(problem=problems(), a=SCALES, b=SCALES)
 def test_data_vector_is_linear_in_the_visibilities(problem, a, b):
     rng = np.random.default_rng(0)
     other = rng.normal(size=len(problem["noise"])) + 1j * rng.normal(size=len(problem["noise"]))
