@@ -128,8 +128,8 @@ def _prepare(kernel: str, name: str, tier: str, folder: Path) -> None:
         inputs = problems.make_examples(tier)
     else:
         inputs = dict(lk.make_problem(tier))
-        for intermediate in registry.INTERMEDIATES:
-            if intermediate in impl.inputs:
+        for intermediate in registry.INTERMEDIATES:  # in order: each may need the ones before
+            if intermediate != "w_tilde" or "w_tilde" in impl.inputs:
                 inputs[intermediate] = lk.compute(intermediate, **inputs)
     bound = impl.bind(inputs)
     impl.function(**bound)
