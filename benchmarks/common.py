@@ -60,9 +60,11 @@ from pathlib import Path
 os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="lenskern-numba-")
 atexit.register(shutil.rmtree, os.environ["NUMBA_CACHE_DIR"], ignore_errors=True)
 
-import numpy as np  # noqa: E402, I001
-
-import lenskern as lk  # noqa: E402  first: applies LENSKERN_NUM_THREADS before NumPy, Numba, JAX
+# lenskern first: it applies LENSKERN_NUM_THREADS before NumPy loads. NumPy
+# first would start OpenBLAS's threads before their count and CPU affinity
+# are set, and a one-thread benchmark would run BLAS on every core.
+import lenskern as lk  # noqa: E402, I001
+import numpy as np  # noqa: E402
 from lenskern import problems, registry  # noqa: E402
 
 
