@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     compare_parser.add_argument("base")
     compare_parser.add_argument("head")
     compare_parser.add_argument("--factor", type=float, default=alert.TIME_FLOOR,
-                                help="least ratio a timing must exceed (1.05)")  # fmt: skip
+                                help="least ratio a timing must exceed (1.10)")  # fmt: skip
     compare_parser.add_argument("--bench", "-b", default=None, help="asv's benchmark regex")
     compare_parser.add_argument("--threads", default="1", help="LENSKERN_NUM_THREADS (1)")
     compare_parser.add_argument("--machine", default=None)

@@ -214,7 +214,7 @@ ROUNDS, REPEAT = 2, 3
 #: relative interquartile range of the two sides' samples), never below
 #: TIME_FLOOR (or the --factor given).
 NOISE_MULTIPLE = 2.0
-TIME_FLOOR = 1.05
+TIME_FLOOR = 1.10
 #: One-sided Mann-Whitney test of head's samples above base's: with six a
 #: side the smallest p is 1/924, so 0.01 is reachable by a clean shift.
 ALPHA = 0.01
