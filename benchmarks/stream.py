@@ -19,13 +19,15 @@ changed generator writes new ones (the stale ones are removed).
   visibilities, the NUFFT's fine grid and the table, whatever K.
 """
 
+# lenskern first: it applies LENSKERN_NUM_THREADS before NumPy starts its
+# BLAS threads (see common.py).
+import lenskern as lk  # noqa: I001
+
 import os
 import shutil
 import time
 
 import numpy as np
-
-import lenskern as lk
 
 from .common import STREAM_TIER, TIERS, _cache_path, _package, reset_peak_memory
 
