@@ -12,7 +12,7 @@ folder under names keyed by the generator's code (``lenskern/store.py``,
 changed generator writes new ones (the stale ones are removed).
 
 - ``track_seconds_per_visibility``: one accumulation's wall time over K,
-  Numba's pass compiled and FINUFFT loaded in ``setup``;
+  Numba's pass compiled and the NUFFT library loaded in ``setup``;
 - ``peakmem_accumulate``: asv's peak RSS of the process with one
   accumulation, counted from what was resident after ``setup`` (see
   ``common.reset_peak_memory``). It stays flat in K: two chunks of 2^22
@@ -91,7 +91,7 @@ class Stream:
         self.accumulate = stream.accumulate
         self.path, self.geometry = cache["stores"][visibilities], cache["geometry"]
         # compile the Numba pass (the threaded one, as chunks of the store's size take) and load
-        # FINUFFT outside the measurement
+        # the NUFFT library outside the measurement
         from lenskern.store import DEFAULT_CHUNK
 
         warm = stream.ChunkTransform(stream.Geometry.from_inputs(**self.geometry), DEFAULT_CHUNK)

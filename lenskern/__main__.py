@@ -12,7 +12,7 @@ import re
 import time
 from pathlib import Path
 
-from lenskern import registry
+from lenskern import conventions, registry
 
 
 def implementation_table() -> str:
@@ -61,7 +61,10 @@ def stream_store(args: argparse.Namespace) -> None:
 
     problem = lk.make_problem({"preset": args.grid, "K": 1})
     geometry = {name: problem[name] for name in ("shape_native", "pixel_scale", "native_index")}
-    options = dict(chunk=args.chunk, progress=not args.no_progress, **geometry)
+    from lenskern.stream import nufft_library
+
+    library = args.library or nufft_library(conventions.NUFFT_EPS)
+    options = dict(chunk=args.chunk, progress=not args.no_progress, library=library, **geometry)
     start = time.perf_counter()
     if args.scheduler:
         from dask.distributed import Client
@@ -80,7 +83,7 @@ def stream_store(args: argparse.Namespace) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     stages = ", ".join(f"{name} {value:.1f} s" for name, value in partial.seconds.items())
     print(f"visibilities: {partial.visibilities:,} in {len(partial.done)} chunks, grid {args.grid} "
-          f"{geometry['shape_native']}, M = {len(geometry['native_index'])}")  # fmt: skip
+          f"{geometry['shape_native']}, M = {len(geometry['native_index'])}, NUFFT by {library}")  # fmt: skip
     print(f"wall: {seconds:.1f} s; {partial.visibilities / seconds:,.0f} visibilities/s")
     print(f"peak RSS of this process: {peak / 2**20:,.0f} MiB (resource.getrusage)")
     print(f"time by stage (summed over threads and workers): {stages}")
@@ -107,6 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     stream.add_argument("--scheduler", help="a Dask scheduler's address: sum on its workers")
     stream.add_argument("--chunks-per-task", type=int, default=1, help="chunks per Dask task (1)")
     stream.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    stream.add_argument(
+        "--library", choices=("ducc0", "finufft"), help="the NUFFT library (ducc0 where installed)"
+    )
     args = parser.parse_args(argv)
     if args.command == "store":
         if args.chunk is None:

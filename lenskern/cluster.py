@@ -51,13 +51,15 @@ from lenskern.stream import (
 _local = threading.local()
 
 
-def _transform(path: str, geometry: Geometry, chunk: int, eps: float | None, nthreads: int):
-    """This worker thread's store and NUFFT plan, kept between its tasks."""
-    key = (path, geometry.key, chunk, eps, nthreads)
+def _transform(
+    path: str, geometry: Geometry, chunk: int, eps: float | None, nthreads: int, library: str | None
+):
+    """This worker thread's store and NUFFT transform, kept between its tasks."""
+    key = (path, geometry.key, chunk, eps, nthreads, library)
     if getattr(_local, "key", None) != key:
         _local.key = key
         _local.store = VisibilityStore.open(path)
-        _local.transform = ChunkTransform(geometry, chunk, eps=eps, nthreads=nthreads)
+        _local.transform = ChunkTransform(geometry, chunk, eps=eps, nthreads=nthreads, library=library)
     return _local.store, _local.transform
 
 
@@ -68,11 +70,12 @@ def sum_chunks(
     blocks: list[Block],
     eps: float | None = None,
     nthreads: int = 1,
+    library: str | None = None,
 ) -> tuple[dict[str, Any], dict[Block, str]]:
     """A task: the sums of ``blocks`` of the store at ``path`` (read here, on
     the worker), as plain arrays and numbers, and ``{block: why}`` for bad
     chunks, whose sums are left out."""
-    store, transform = _transform(path, geometry, chunk, eps, nthreads)
+    store, transform = _transform(path, geometry, chunk, eps, nthreads, library)
     partial = Partial.zero(geometry, chunk)
     failed: dict[Block, str] = {}
     for block in blocks:
@@ -103,6 +106,7 @@ def accumulate(
     progress: bool | None = None,
     eps: float | None = None,
     nthreads: int = 1,
+    library: str | None = None,
     chunks_per_task: int = 1,
     **geometry: Any,
 ) -> Partial:
@@ -127,7 +131,9 @@ def accumulate(
     # call that scatters the same geometry cannot release under us
     shared = client.scatter(geometry_, broadcast=True, hash=False)
     tasks = {
-        client.submit(sum_chunks, store.path, shared, partial.chunk, group, eps, nthreads, pure=False): group
+        client.submit(
+            sum_chunks, store.path, shared, partial.chunk, group, eps, nthreads, library, pure=False
+        ): group
         for group in groups
     }
     meter = Progress(sum(map(len, todo)), len(todo), progress)

@@ -10,16 +10,24 @@ fine grid and the table, whatever K is:
     partial = accumulate("obs.zarr", shape_native=..., pixel_scale=..., native_index=...)
     like = lk.Likelihood.from_parts(**partial.parts())   # or Likelihood.from_store(...)
 
-**Per chunk, one NUFFT for both transforms.** The in-memory kernels make the
-table by a type-1 NUFFT and the dirty image by a type-3; here both are type 1
-on the same non-uniform points and the table's modes, as one two-transform
-FINUFFT plan made once and reused by every chunk (points sorted once per
-chunk for both). The dirty image's phase at pixel (r, c) is
-``2 pi d ((c - cx) u - (r - cy) v)`` with ``cx = (Nx-1)/2``; writing
-``c - cx = (c - Nx//2) + ex`` (``ex`` is 0 or 1/2, likewise ``ey``) makes
-``c - Nx//2`` an integer mode inside the table's range and moves
+**Per chunk, one NUFFT plan for both transforms.** The in-memory kernels
+make the table by a type-1 NUFFT and the dirty image by a type-3; here both
+are type 1 on the same non-uniform points and the table's modes, so one plan
+per chunk (its points sorted once) serves both. The dirty image's phase at
+pixel (r, c) is ``2 pi d ((c - cx) u - (r - cy) v)`` with ``cx = (Nx-1)/2``;
+writing ``c - cx = (c - Nx//2) + ex`` (``ex`` is 0 or 1/2, likewise ``ey``)
+makes ``c - Nx//2`` an integer mode inside the table's range and moves
 ``exp(2 pi i d (ex u - ey v))`` into the strengths ``V_k / sigma_k^2``, so
 ``dirty_image[i] = Re F[r_i - Ny//2, c_i - Nx//2]`` of the second transform.
+Three real strengths (1/sigma^2 and both parts of V/sigma^2) need two
+complex transforms: the table's Hermitian symmetry frees only one slot.
+
+**The NUFFT library**: ducc0 where it is installed (the ``stream`` extra
+brings it), FINUFFT otherwise (``library=``). The same two transforms on
+4 x 2^22 points of the science grid took 0.56 s by a ducc0 plan and 0.90 s
+by a two-transform FINUFFT plan, on two threads of a 2-core AVX2 machine
+(2026-11-25, the closing note of the streaming issue); spreading each point
+onto ~w^2 fine-grid points dominates both.
 Accuracy: the NUFFT's (``lenskern.conventions.NUFFT_EPS``, relative to the
 largest possible value: sum_k 1/sigma_k^2 for the table, sum_k |V_k|/sigma_k^2
 for the image).
@@ -195,8 +203,8 @@ def _as_stored(uv: np.ndarray, noise: np.ndarray, visibilities: np.ndarray) -> b
 
 
 class ChunkTransform:
-    """Sums of one chunk (a :class:`Partial` of it), the FINUFFT plan kept
-    between chunks (see the module docstring).
+    """Sums of one chunk (a :class:`Partial` of it) by ``library``'s NUFFT
+    (ducc0 or FINUFFT, see the module docstring).
 
     Cost per chunk of k visibilities: two type-1 NUFFTs on the same points,
     O(k w^2) spreading each (w ~ 13 at 1e-12) and one FFT of ~4x the table;
@@ -204,10 +212,20 @@ class ChunkTransform:
     visibility plus the fine grid (2 x 16 x 4 (2Ny-1)(2Nx-1) bytes).
     """
 
-    def __init__(self, geometry: Geometry, chunk: int, eps: float | None = None, nthreads: int | None = None):
+    def __init__(
+        self,
+        geometry: Geometry,
+        chunk: int,
+        eps: float | None = None,
+        nthreads: int | None = None,
+        library: str | None = None,
+    ):
         self.geometry, self.chunk = geometry, int(chunk)
         self.eps = conventions.NUFFT_EPS if eps is None else float(eps)
         self.nthreads = conventions.nufft_threads(self.chunk) if nthreads is None else int(nthreads)
+        self.library = nufft_library(self.eps) if library is None else library
+        if self.library not in LIBRARIES:
+            raise ValueError(f"library: one of {', '.join(LIBRARIES)}, got {self.library!r}")
         ny, nx = geometry.shape_native
         self.d = geometry.pixel_scale * ARCSEC_TO_RADIANS
         # the dirty image's half-pixel offsets (module docstring) and its pixels' places in the table
@@ -220,6 +238,7 @@ class ChunkTransform:
         self._plan = None
 
     def plan(self):
+        """FINUFFT's two-transform plan, made once (its points are set per chunk)."""
         if self._plan is None:
             import finufft  # a core dependency, imported on first use: it loads FFTW and OpenMP
 
@@ -238,7 +257,9 @@ class ChunkTransform:
             arrays = check_chunk(dict(uv=uv, noise=noise, visibilities=visibilities))
             uv, noise, visibilities = arrays["uv"], arrays["noise"], arrays["visibilities"]
         k_count = len(noise)
-        rows, cols = np.empty(k_count), np.empty(k_count)
+        # ducc0 takes the points as one (k, 2) array, FINUFFT as two contiguous ones
+        points = np.empty((k_count, 2)) if self.library == "ducc0" else np.empty((2, k_count))
+        rows, cols = (points[:, 0], points[:, 1]) if self.library == "ducc0" else (points[0], points[1])
         strengths = np.empty((2, k_count), dtype=np.complex128)
         prepare = _prepare_serial if self.nthreads == 1 else _prepare
         chi2, normalization, bad = prepare(
@@ -247,15 +268,43 @@ class ChunkTransform:
         if bad:
             check_chunk(dict(uv=uv, noise=noise, visibilities=visibilities))
             raise ValueError(f"{bad} visibilities with non-finite values or noise <= 0")  # pragma: no cover
-        plan = self.plan()
         prepared = time.perf_counter()
-        plan.setpts(rows, cols)
-        table, image = plan.execute(strengths)
+        if self.library == "ducc0":
+            import ducc0
+
+            plan = ducc0.nufft.plan(
+                nu2u=True, coord=points, grid_shape=self.geometry.table_shape, epsilon=self.eps,
+                nthreads=self.nthreads,
+            )  # fmt: skip
+            table, image = (
+                plan.nu2u(points=each, forward=False, out=np.empty(self.geometry.table_shape, np.complex128))
+                for each in strengths
+            )
+        else:
+            plan = self.plan()
+            plan.setpts(rows, cols)
+            table, image = plan.execute(strengths)
         seconds = dict(prepare=prepared - start, nufft=time.perf_counter() - prepared)
         return Partial(
             self.geometry, self.chunk, np.ascontiguousarray(table.real), image.real.ravel()[self.pixels],
             chi2, normalization, k_count, frozenset([block.key]), seconds,
         )  # fmt: skip
+
+
+#: The NUFFT libraries :class:`ChunkTransform` can use, in order of preference.
+LIBRARIES = ("ducc0", "finufft")
+
+
+def nufft_library(eps: float) -> str:
+    """ducc0 where it is installed and accepts ``eps`` (its float64 floor is
+    2e-13), else FINUFFT (a core dependency)."""
+    try:
+        import ducc0  # noqa: F401
+    except ImportError:
+        return "finufft"
+    from lenskern.backends.ducc0 import MIN_EPS
+
+    return "ducc0" if eps >= MIN_EPS else "finufft"
 
 
 @numba.njit(cache=True, inline="always")
@@ -405,6 +454,7 @@ def accumulate(
     progress: bool | None = None,
     eps: float | None = None,
     nthreads: int | None = None,
+    library: str | None = None,
     **geometry: Any,
 ) -> Partial:
     """The data parts of every visibility in ``store``, summed chunk by chunk.
@@ -424,6 +474,9 @@ def accumulate(
     eps, nthreads
         The NUFFT's accuracy (``conventions.NUFFT_EPS``) and threads
         (``conventions.nufft_threads`` of the chunk size).
+    library
+        The NUFFT library, ``"ducc0"`` or ``"finufft"`` (default:
+        :func:`nufft_library`).
     **geometry
         ``shape_native``, ``pixel_scale`` and ``native_index`` (or ``mask``),
         in any superset (a whole problem will do).
@@ -434,7 +487,7 @@ def accumulate(
     store = open_store(store)
     geometry_ = Geometry.from_inputs(**geometry)
     blocks, todo, partial = plan_blocks(store, geometry_, chunk, start)
-    transform = ChunkTransform(geometry_, partial.chunk, eps=eps, nthreads=nthreads)
+    transform = ChunkTransform(geometry_, partial.chunk, eps=eps, nthreads=nthreads, library=library)
     meter = Progress(sum(map(len, todo)), len(todo), progress)
     with ThreadPoolExecutor(max_workers=1) as reader:
         ahead = reader.submit(store.read, todo[0].channel, todo[0].start, todo[0].stop) if todo else None

@@ -94,10 +94,11 @@ def test_streamed_likelihood_equals_in_memory_at_every_chunk_size(problem, data)
         if k_count > 1
         else []
     )
+    library = data.draw(st.sampled_from(stream.LIBRARIES), label="library")
     expected = lk.Likelihood(**problem)
     with tempfile.TemporaryDirectory() as folder:
         store = split_store(Path(folder) / "s.zarr", problem, cuts, stored)
-        like = lk.Likelihood.from_store(store, chunk=read, progress=False, **problem)
+        like = lk.Likelihood.from_store(store, chunk=read, progress=False, library=library, **problem)
     assert_same_parts(like, expected)
     inputs = with_intermediates(problem)
     assert_agrees(
@@ -105,12 +106,21 @@ def test_streamed_likelihood_equals_in_memory_at_every_chunk_size(problem, data)
     )
 
 
+@pytest.mark.parametrize("library", ["ducc0", "finufft"])
 @pytest.mark.parametrize("shape", [(8, 8), (7, 6), (5, 9)], ids=["even", "even-x", "odd-y"])
-def test_dirty_image_half_pixel_offsets(tmp_path, shape):
+def test_dirty_image_half_pixel_offsets(tmp_path, shape, library):
     """Even sides put pixel centres half a mode off the table's: the phase moved into the strengths."""
     problem = lk.make_problem(dict(shape_native=shape, K=200, S=10, B=2, P=2, mask="full"), seed=2)
     store = store_module.write_problem(tmp_path / "s.zarr", problem, chunk=64)
-    assert_same_parts(lk.Likelihood.from_store(store, **problem), lk.Likelihood(**problem))
+    assert_same_parts(lk.Likelihood.from_store(store, library=library, **problem), lk.Likelihood(**problem))
+
+
+def test_the_nufft_library_is_ducc0_where_installed_and_checked():
+    geometry = stream.Geometry((4, 4), 0.1, np.argwhere(np.ones((4, 4), bool)))
+    assert stream.ChunkTransform(geometry, 10).library == "ducc0"  # the test extra installs it
+    assert stream.ChunkTransform(geometry, 10, eps=1e-14).library == "finufft"  # below ducc0's floor
+    with pytest.raises(ValueError, match="library: one of ducc0, finufft"):
+        stream.ChunkTransform(geometry, 10, library="nfft")
 
 
 def test_generated_chunks_are_seeded_valid_and_bounded():
@@ -224,8 +234,10 @@ def test_dask_cluster_sums_what_one_machine_sums(tmp_path, client):
     problem = lk.make_problem(SIZES, seed=3)
     store = split_store(tmp_path / "s.zarr", problem, [100, 170], chunk=40)
     here = stream.accumulate(store, **problem)
-    for per_task in (1, 3):
-        there = cluster.accumulate(store.path, client=client, chunks_per_task=per_task, **problem)
+    for per_task, library in ((1, "finufft"), (3, None)):
+        there = cluster.accumulate(
+            store.path, client=client, chunks_per_task=per_task, library=library, **problem
+        )
         assert there.done == here.done and there.visibilities == 300
         np.testing.assert_allclose(there.table, here.table, rtol=0, atol=1e-12 * np.abs(here.table).max())
     like = lk.Likelihood.from_store(store.path, client=client, **problem)
@@ -287,7 +299,9 @@ def test_command_line_writes_and_streams_a_store(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.err == ""
     assert "visibilities: 3,000 in 4 chunks, grid tiny (6, 7)" in captured.out
-    assert "peak RSS" in captured.out and "nufft" in captured.out
+    assert "peak RSS" in captured.out and "nufft" in captured.out and "NUFFT by ducc0" in captured.out
+    main(["stream", path, "--grid", "tiny", "--no-progress", "--library", "finufft"])
+    assert "visibilities: 3,000 in 4 chunks" in capsys.readouterr().out
 
 
 def test_stream_benchmarks_are_a_tier_of_their_own(monkeypatch):
