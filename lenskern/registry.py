@@ -65,10 +65,15 @@ INTERMEDIATES = (
 
 @dataclass(frozen=True)
 class Backend:
-    """Where a backend's kernels are defined, and the device they run on."""
+    """Where a backend's kernels are defined, the device they run on, and
+    ``peer``: the library whose own kernels the backend calls as its users
+    do ("what users run today", set beside lenskern's own in reports), or
+    "" for lenskern's code (ducc0's and FINUFFT's transforms included:
+    lenskern builds its tables on them)."""
 
     module: str
     device: str = "cpu"  # "cpu" or "gpu"
+    peer: str = ""
 
 
 #: Backends in the order they are shown; ``reference`` is the oracle. The
@@ -80,11 +85,19 @@ BACKENDS: dict[str, Backend] = {
     "jax": Backend("lenskern.backends.jax"),
     "jax_gpu": Backend("lenskern.backends.jax", device="gpu"),
     "numba_cuda": Backend("lenskern.backends.numba_cuda", device="gpu"),
-    # PyAutoArray's own kernels, for comparison (the optional ``peers`` extra)
-    "autoarray": Backend("lenskern.backends.autoarray"),
+    # the optional ``peers`` extra: PyAutoArray's own kernels, ducc0's NUFFTs, numexpr's fusion
+    "autoarray": Backend("lenskern.backends.autoarray", peer="PyAutoArray"),
     "ducc0": Backend("lenskern.backends.ducc0"),
-    "numexpr": Backend("lenskern.backends.numexpr"),
+    "numexpr": Backend("lenskern.backends.numexpr", peer="numexpr"),
 }
+
+
+def peer(name: str) -> str:
+    """The peer library of implementation ``name`` ("backend.algorithm"),
+    or "" for lenskern's own."""
+    backend = BACKENDS.get(name.partition(".")[0])
+    return backend.peer if backend else ""
+
 
 #: (kernel, backend) pairs deliberately not implemented, with the reason.
 #: A test fails if a pair is neither registered nor listed here.

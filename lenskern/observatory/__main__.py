@@ -16,6 +16,9 @@
              every machine's results on one branch, for one site.
 ``measured`` compute's first choices against the fastest alternative, from the
              saved results of one commit: the README's "measured" table.
+``peers``    lenskern's fastest against the fastest peer per kernel and tier,
+             from the peers' saved results (asv.peers.conf.json): the README's
+             "lenskern against what you run today" table.
 
 Run from the repository root (where ``asv.conf.json`` is).
 """
@@ -35,9 +38,10 @@ from pathlib import Path
 
 from lenskern.observatory import alert, machines, seeds, suite
 from lenskern.observatory.offline import make_offline
-from lenskern.observatory.report import measured_table, report, results_by_threads
+from lenskern.observatory.report import measured_table, peers_table, report, results_by_threads
 
 RESULTS = Path(".asv/results")
+PEER_RESULTS = Path(".asv/peers/results")  # asv.peers.conf.json's results_dir
 HTML = Path(".asv/html")
 
 
@@ -140,17 +144,32 @@ def measured(machine: str, commit: str, tier: str, readme: Path | None) -> None:
     by_threads = results_by_threads(RESULTS, machine, commit)
     if "1" not in by_threads:
         raise SystemExit(f"no one-thread results for commit {commit[:8]} on machine {machine!r} in {RESULTS}")
-    text = measured_table(by_threads, machine, commit, tier)
+    _table_out(measured_table(by_threads, machine, commit, tier), readme, "measured")
+
+
+def peers(machine: str, commit: str, tiers: list[str], readme: Path | None) -> None:
+    """Print lenskern against the peers, or rewrite that table inside ``readme``."""
+    by_threads = results_by_threads(PEER_RESULTS, machine, commit)
+    if "1" not in by_threads:
+        raise SystemExit(
+            f"no one-thread results for commit {commit[:8]} on machine {machine!r} in {PEER_RESULTS}: "
+            "run asv with --config asv.peers.conf.json (README, Peers)"
+        )
+    _table_out(peers_table(dict.fromkeys(tiers, by_threads), machine, commit), readme, "peers")
+
+
+def _table_out(text: str, readme: Path | None, marker: str) -> None:
+    """Print ``text``, or put it between ``readme``'s ``<!-- marker:begin/end -->``."""
     if readme is None:
         print(text)
         return
-    begin, end = "<!-- measured:begin -->", "<!-- measured:end -->"
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
     old = readme.read_text()
     if begin not in old or end not in old:
         raise SystemExit(f"{readme} has no {begin} ... {end} markers")
     head, rest = old.split(begin, 1)
     readme.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
-    print(f"{readme}: measured table from {machine}, commit {commit[:8]}, tier {tier}")
+    print(f"{readme}: {marker} table rewritten; {text.splitlines()[0]}")
 
 
 def serve(port: int) -> None:
@@ -187,6 +206,9 @@ def main(argv: list[str] | None = None) -> None:
     report_parser.add_argument("--machine", default=platform.node() or "this-machine")
     report_parser.add_argument("--commit", default=None, help="default: HEAD")
     report_parser.add_argument("--tier", default="small")
+    report_parser.add_argument(
+        "--results", type=Path, default=RESULTS, help=f"asv's results ({RESULTS}; the peers': {PEER_RESULTS})"
+    )
     serve_parser = commands.add_parser("serve", help="serve the site on 127.0.0.1")
     serve_parser.add_argument("--port", type=int, default=8080)
     compare_parser = commands.add_parser("compare", help="asv continuous base..head, pinned")
@@ -206,6 +228,11 @@ def main(argv: list[str] | None = None) -> None:
     measured_parser.add_argument("--commit", default=None, help="default: HEAD")
     measured_parser.add_argument("--tier", default="small")
     measured_parser.add_argument("--readme", type=Path, default=None, help="rewrite the table in this README")
+    peers_parser = commands.add_parser("peers", help="the README's table of lenskern against the peers")
+    peers_parser.add_argument("--machine", default=platform.node() or "this-machine")
+    peers_parser.add_argument("--commit", default=None, help="default: HEAD")
+    peers_parser.add_argument("--tier", default="seed-1core,science", help="comma list (seed-1core,science)")
+    peers_parser.add_argument("--readme", type=Path, default=None, help="rewrite the table in this README")
     machine_parser = commands.add_parser("machine", help="name this machine for asv, with its GPU model")
     machine_parser.add_argument("--machine", default=platform.node() or "this-machine")
     machine_parser.add_argument("--gpu", default=None, help="the GPU model (default: from nvidia-smi)")
@@ -234,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "publish":
         print(f"site: {publish()}")
     elif args.command == "report":
-        print(report(RESULTS, args.machine, args.commit or _head(), args.tier))
+        print(report(args.results, args.machine, args.commit or _head(), args.tier))
     elif args.command == "serve":
         serve(args.port)
     elif args.command == "machine":
@@ -246,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"pushed to {machines.BRANCH}" if pushed else "no new results to push")
     elif args.command == "measured":
         measured(args.machine, args.commit or _head(), args.tier, args.readme)
+    elif args.command == "peers":
+        peers(args.machine, args.commit or _head(), [t for t in args.tier.split(",") if t], args.readme)
 
 
 if __name__ == "__main__":

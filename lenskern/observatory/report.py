@@ -3,7 +3,9 @@
 For each kernel and thread setting: implementation, median time, ratio to
 the fastest, the kernel's own peak memory (``peakmem_call`` minus
 ``peakmem_resident``, see ``benchmarks/common.py``), first-call seconds and
-the maximum relative error against the oracle.
+the maximum relative error against the oracle. Rows of a peer library
+(``registry.peer``) are marked, and a line under the table sets lenskern's
+fastest against the fastest peer, both from the same run.
 """
 
 from __future__ import annotations
@@ -117,7 +119,69 @@ def table(kernel: str, found: list[Row], settings: list[str], profile: bool = Tr
             first = "n/a" if math.isnan(row.first_call_seconds) else _time(row.first_call_seconds)
             error = "n/a" if math.isnan(row.max_relative_error) else f"{row.max_relative_error:.1e}"
             cells += [_bytes(row.peak_bytes), first, error]
-        lines.append(f"| {row.implementation} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_name(row.implementation)} | " + " | ".join(cells) + " |")
+    against = [line for t in settings if (line := peer_line(found, t))]
+    return "\n".join(lines + ([""] + against if against else []))
+
+
+def _name(implementation: str) -> str:
+    library = registry.peer(implementation)
+    return f"{implementation} (peer: {library})" if library else implementation
+
+
+def best_against_peer(found: list[Row], threads: str) -> tuple[Row, Row] | None:
+    """(lenskern's fastest row, the fastest peer's row) at one thread
+    setting, or None where either has no time."""
+
+    def fastest(rows_: list[Row]) -> Row | None:
+        timed = [r for r in rows_ if not math.isnan(r.seconds.get(threads, math.nan))]
+        return min(timed, key=lambda r: r.seconds[threads], default=None)
+
+    ours = fastest([r for r in found if not registry.peer(r.implementation)])
+    theirs = fastest([r for r in found if registry.peer(r.implementation)])
+    return (ours, theirs) if ours and theirs else None
+
+
+def peer_line(found: list[Row], threads: str) -> str:
+    """ "lenskern's best against the best peer" at one thread setting, or ""."""
+    pair = best_against_peer(found, threads)
+    if pair is None:
+        return ""
+    ours, theirs = pair
+    ratio = theirs.seconds[threads] / ours.seconds[threads]
+    setting = "1 thread" if threads == "1" else f"{threads} threads"
+    return (
+        f"lenskern's best against the best peer, {setting}: `{ours.implementation}` "
+        f"{_time(ours.seconds[threads])} against `{theirs.implementation}` "
+        f"{_time(theirs.seconds[threads])}: **{ratio:.2f}x** "
+        f"{'faster' if ratio >= 1 else 'slower'}"
+    )
+
+
+def peers_table(by_tier: dict[str, dict[str, dict]], machine: str, commit: str) -> str:
+    """Markdown for the README's "lenskern against what you run today": per
+    kernel and tier, lenskern's fastest implementation against the fastest
+    peer's, on one thread, both from the same asv run (``by_tier`` maps a
+    tier to that run's results by thread setting)."""
+    lines = [
+        f"Measured on `{machine}`, commit `{commit[:8]}`, one thread (asv medians; lenskern and the "
+        "peers in the same run):",
+        "",
+        "| kernel | tier | lenskern's best | time | best peer | its time | lenskern faster by |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for kernel in registry.KERNELS + registry.EXAMPLES:
+        for tier, by_threads in by_tier.items():
+            one = {"1": by_threads["1"]} if "1" in by_threads else {}
+            pair = best_against_peer(rows(one, kernel, tier), "1")
+            if pair is None:
+                continue
+            ours, theirs = pair
+            lines.append(
+                f"| `{kernel}` | `{tier}` | `{ours.implementation}` | {_time(ours.seconds['1'])} "
+                f"| `{theirs.implementation}` | {_time(theirs.seconds['1'])} "
+                f"| {theirs.seconds['1'] / ours.seconds['1']:.2f}x |"
+            )
     return "\n".join(lines)
 
 
