@@ -109,3 +109,45 @@ class Stream:
     def peakmem_accumulate(self, cache, visibilities):
         """Peak RSS with one accumulation (flat in K)."""
         self.accumulate(self.path, progress=False, **self.geometry)
+
+
+class PeerStream:
+    """PyAutoArray's own streamed path (``sparse_terms_from_chunks``, through
+    ``lenskern.backends.autoarray.streamed_terms``) on the same stores and
+    chunks as :class:`Stream`: its rate beside lenskern's. autoarray runs its
+    NUFFTs on one thread whatever the setting; run it in the peers'
+    environment (``asv.peers.conf.json``, one thread), where Stream runs too."""
+
+    param_names = ["visibilities"]
+    params = [VISIBILITIES]
+    timeout = 1800
+    warmup_time = 0
+    repeat = 1
+    number = 1
+    rounds = 1
+
+    def setup_cache(self):
+        return Stream.setup_cache(self)
+
+    setup_cache.timeout = Stream.setup_cache.timeout
+
+    def setup(self, cache, visibilities):
+        if not ENABLED:
+            raise NotImplementedError(f"the stream tier runs when LENSKERN_BENCH_TIERS names {STREAM_TIER!r}")
+        from lenskern import registry
+        from lenskern.backends import autoarray
+
+        why = registry.implementations("w_offsets").missing.get("autoarray")
+        if why:
+            raise NotImplementedError(why)
+        self.streamed_terms = autoarray.streamed_terms
+        self.path, self.geometry = cache["stores"][visibilities], cache["geometry"]
+        autoarray._import_autoarray()  # its import outside the measurement
+
+    def track_seconds_per_visibility(self, cache, visibilities):
+        """Wall seconds of autoarray's streamed terms over K."""
+        start = time.perf_counter()
+        self.streamed_terms(self.path, **self.geometry)
+        return (time.perf_counter() - start) / visibilities
+
+    track_seconds_per_visibility.unit = "seconds"

@@ -198,3 +198,28 @@ def test_autoarray_under_python312():
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     assert " passed" in summary, summary
     assert "autoarray backend missing" not in run.stdout, run.stdout[-6000:]
+
+
+@needs_autoarray
+def test_streamed_path_sums_what_lenskern_streams(tmp_path):
+    """autoarray's sparse_terms_from_chunks, fed a store's chunks, agrees
+    with lenskern.stream: its table (over the mask's bounding extent) is the
+    centre of lenskern's, and chi2 and the normalization are the same sums."""
+    from lenskern import store as store_module
+    from lenskern import stream
+
+    mask = np.ones((12, 11), dtype=bool)  # True = masked out: a bordered, irregular mask
+    mask[2:10, 3:9] = False
+    mask[2, 3] = mask[5, 6] = True
+    problem = lk.make_problem(dict(shape_native=(12, 11), K=700, S=10, B=2, P=2, mask=mask), seed=4)
+    store = store_module.write_problem(tmp_path / "s.zarr", problem, chunk=128)
+    terms, table = backend.streamed_terms(store, chunk=256, **problem)
+    ours = stream.accumulate(store, chunk=256, progress=False, **problem)
+    assert terms.n_vis == 700
+    extent = problem["native_index"].max(axis=0) - problem["native_index"].min(axis=0) + 1
+    assert extent.tolist() != list(problem["shape_native"]), "an irregular mask with a border"
+    (ny, nx), (ey, ex) = problem["shape_native"], extent
+    centre = ours.w_offsets()[ny - ey : ny + ey - 1, nx - ex : nx + ex - 1]
+    np.testing.assert_allclose(table, centre, rtol=0, atol=1e-9 * centre.max())
+    np.testing.assert_allclose(terms.data_term, ours.chi2_data, rtol=1e-12)
+    np.testing.assert_allclose(terms.noise_normalization, ours.noise_normalization, rtol=1e-12)

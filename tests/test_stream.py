@@ -324,3 +324,11 @@ def test_stream_benchmarks_are_a_tier_of_their_own(monkeypatch):
     on.setup(cache, 3000)
     assert 0 < on.track_seconds_per_visibility(cache, 3000) < 1e-2
     on.peakmem_accumulate(cache, 3000)
+    peer = bench.PeerStream()
+    missing = lk.implementations("w_offsets").missing.get("autoarray")
+    if missing:  # Python 3.11: autoarray's release needs 3.12
+        with pytest.raises(NotImplementedError, match="autoarray"):
+            peer.setup(cache, 3000)
+    else:
+        peer.setup(cache, 3000)
+        assert 0 < peer.track_seconds_per_visibility(cache, 3000) < 1e-1
