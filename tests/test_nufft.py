@@ -38,6 +38,18 @@ def test_offset_table_meets_the_stated_accuracy(problem, nufft):
     np.testing.assert_array_equal(table, table[::-1, ::-1])  # even to the last bit: Hermitian real part
 
 
+def test_baselines_whole_periods_away_give_the_same_table(problem, nufft):
+    """Offsets are whole pixels, so the table is periodic in u and v with
+    period 1/d: baselines moved by whole periods (far outside the phase
+    range a NUFFT takes) give the same table, to the stated accuracy."""
+    period = 1.0 / (problem["pixel_scale"] * conventions.ARCSEC_TO_RADIANS)
+    moved = dict(problem, uv=problem["uv"] + np.array([3.0, -2.0]) * period)
+    table = lk.compute("w_offsets", impl=nufft, **problem)
+    np.testing.assert_allclose(
+        lk.compute("w_offsets", impl=nufft, **moved), table, rtol=0, atol=1e-11 * table.max()
+    )
+
+
 def test_dirty_image_meets_the_stated_accuracy(problem, nufft):
     direct = lk.compute("dirty_image", impl="numpy.gemv", **problem)
     image = lk.compute("dirty_image", impl=nufft, **problem)

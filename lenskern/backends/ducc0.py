@@ -19,7 +19,7 @@ import ducc0
 import numpy as np
 
 from lenskern import conventions
-from lenskern.conventions import ARCSEC_TO_RADIANS, TWO_PI, nufft_operations, nufft_threads, wrap_phase
+from lenskern.conventions import ARCSEC_TO_RADIANS, TWO_PI, nufft_operations, nufft_threads
 from lenskern.registry import Cost, implements, table_size
 
 OTHER_KERNELS = "NUFFT kernels only"  # ducc0 is a NUFFT library
@@ -57,25 +57,28 @@ def w_offsets_nufft(uv, noise, pixel_scale, shape_native):
     averaging with its mirror.
 
     See reference.w_offsets for the math and numpy.w_offsets_nufft for the
-    transform; accuracy: :data:`lenskern.conventions.NUFFT_EPS`. The whole
-    table is transformed, not the dr >= 0 half evenness allows: the half
-    needs a phase shift per visibility to start its modes at 0 and saves
-    only FFT and grid work, while spreading the K points dominates, so it
-    measured slower here.
+    transform; accuracy: :data:`lenskern.conventions.NUFFT_EPS`. The points
+    are the baselines themselves, (v, u), with ducc0's ``periodicity`` 1/d
+    (the table is periodic in u and v with period 1/d: offsets are whole
+    pixels), so no pass over K scales and wraps phases first. With +v in
+    place of -v the transform is the table with its rows reversed, which
+    the evenness average undoes. The whole table is transformed, not the
+    dr >= 0 half evenness allows: the half needs a phase shift per
+    visibility to start its modes at 0 and saves only FFT and grid work,
+    while spreading the K points dominates.
 
     Cost: O(K w^2) spreading + an FFT of about 4 (2Ny-1)(2Nx-1) points;
     memory: ducc0's oversampled grid, 1.4-6x the table (ducc0 picks the
     oversampling per call by its cost model), in complex128.
     """
     ny, nx = shape_native
-    d = pixel_scale * ARCSEC_TO_RADIANS
-    coord = np.stack([wrap_phase(-TWO_PI * d * uv[:, 1]), wrap_phase(TWO_PI * d * uv[:, 0])], axis=1)
-    strengths = (1.0 / noise**2).astype(np.complex128)
+    period = 1.0 / (pixel_scale * ARCSEC_TO_RADIANS)
     table = ducc0.nufft.nu2u(
-        points=strengths, coord=coord, forward=False, epsilon=_epsilon(),
-        nthreads=nufft_threads(len(uv)), out=np.empty((2 * ny - 1, 2 * nx - 1), np.complex128),
+        points=(1.0 / noise**2).astype(np.complex128), coord=uv[:, ::-1], forward=False,
+        epsilon=_epsilon(), nthreads=nufft_threads(len(uv)),
+        out=np.empty((2 * ny - 1, 2 * nx - 1), np.complex128), periodicity=period,
     ).real  # fmt: skip
-    return 0.5 * (table + table[::-1, ::-1])
+    return 0.5 * (table[::-1, :] + table[:, ::-1])
 
 
 @implements(
