@@ -65,8 +65,10 @@ def geometry() -> dict:
     return {name: problem[name] for name in ("shape_native", "pixel_scale", "native_index")}
 
 
-class Stream:
-    """One accumulation of a generated store of K visibilities."""
+class _StreamBenchmark:
+    """One accumulation over a generated store of K visibilities, per K:
+    the parameters, limits and stores Stream and PeerStream share. Has no
+    benchmark method, so asv does not collect it."""
 
     param_names = ["visibilities"]
     params = [VISIBILITIES]
@@ -82,6 +84,10 @@ class Stream:
         return {"stores": {k: str(write_store(k)) for k in VISIBILITIES}, "geometry": geometry()}
 
     setup_cache.timeout = 3600  # writing 1.1 x 10^8 visibilities
+
+
+class Stream(_StreamBenchmark):
+    """One accumulation of a generated store of K visibilities."""
 
     def setup(self, cache, visibilities):
         if not ENABLED:
@@ -111,25 +117,12 @@ class Stream:
         self.accumulate(self.path, progress=False, **self.geometry)
 
 
-class PeerStream:
+class PeerStream(_StreamBenchmark):
     """PyAutoArray's own streamed path (``sparse_terms_from_chunks``, through
     ``lenskern.backends.autoarray.streamed_terms``) on the same stores and
     chunks as :class:`Stream`: its rate beside lenskern's. autoarray runs its
     NUFFTs on one thread whatever the setting; run it in the peers'
     environment (``asv.peers.conf.json``, one thread), where Stream runs too."""
-
-    param_names = ["visibilities"]
-    params = [VISIBILITIES]
-    timeout = 1800
-    warmup_time = 0
-    repeat = 1
-    number = 1
-    rounds = 1
-
-    def setup_cache(self):
-        return Stream.setup_cache(self)
-
-    setup_cache.timeout = Stream.setup_cache.timeout
 
     def setup(self, cache, visibilities):
         if not ENABLED:

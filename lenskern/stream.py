@@ -24,7 +24,7 @@ complex transforms: the table's Hermitian symmetry frees only one slot.
 
 **The NUFFT library**: ducc0 where it is installed (the ``stream`` extra
 brings it), FINUFFT otherwise (``library=``). The same two transforms on
-4 x 2^22 points of the science grid took 0.56 s by a ducc0 plan and 0.90 s
+2^22 points (one chunk) of the science grid took 0.56 s by a ducc0 plan and 0.90 s
 by a two-transform FINUFFT plan, on two threads of a 2-core AVX2 machine
 (2026-11-25, the closing note of the streaming issue); spreading each point
 onto ~w^2 fine-grid points dominates both.

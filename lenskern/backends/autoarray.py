@@ -182,14 +182,25 @@ def _radian_grid(pixel_scale: float, shape_native) -> np.ndarray:
     return conventions.pixel_centres(native_index, (ny, nx), pixel_scale).reshape(ny, nx, 2)
 
 
+def _folded(uv: np.ndarray, pixel_scale: float) -> np.ndarray:
+    """Baselines folded into one period of the pixel grid's frequencies
+    (phases in [-pi, pi], FINUFFT's range): the table is 1/d periodic in u
+    and v, since offsets are whole pixels."""
+    period = 1.0 / (pixel_scale * ARCSEC_TO_RADIANS)
+    return uv - np.round(uv / period) * period
+
+
+def _mask(native_index: np.ndarray, shape, pixel_scales) -> object:
+    """autoarray's Mask2D with SPEC's pixels unmasked (autoarray: True = masked out)."""
+    mask = np.ones(tuple(int(n) for n in shape), dtype=bool)
+    mask[native_index[:, 0], native_index[:, 1]] = False
+    return _import_autoarray()[3](mask=mask, pixel_scales=pixel_scales)
+
+
 def _precision_operator(uv, noise, pixel_scale, shape_native, method: str) -> np.ndarray:
     util = _import_autoarray()[0]
     if method == "nufft":
-        # Baselines folded into one period of the pixel grid's frequencies
-        # (phases in [-pi, pi], FINUFFT's range): the table is 1/d periodic
-        # in u and v, since offsets are whole pixels.
-        period = 1.0 / (pixel_scale * ARCSEC_TO_RADIANS)
-        uv = uv - np.round(uv / period) * period
+        uv = _folded(uv, pixel_scale)
     wrapped = util.nufft_precision_operator_from(
         noise_map_real=noise,
         uv_wavelengths=uv,
@@ -238,11 +249,8 @@ def w_offsets_direct(uv, noise, pixel_scale, shape_native):
 def _operator_inputs(w_offsets, native_index, pix_indexes, pix_weights):
     """(wrapped table, extent, rows, cols, vals): the operator's table on the
     unmasked pixels' bounding extent and the mapping as COO triplets there."""
-    mask_2d = _import_autoarray()[3]
     shape = ((w_offsets.shape[0] + 1) // 2, (w_offsets.shape[1] + 1) // 2)
-    mask = np.ones(shape, dtype=bool)
-    mask[native_index[:, 0], native_index[:, 1]] = False
-    geometry = mask_2d(mask=mask, pixel_scales=1.0)  # only the pixels' positions are read
+    geometry = _mask(native_index, shape, pixel_scales=1.0)  # only the pixels' positions are read
     extent = tuple(int(n) for n in geometry.shape_native_masked_pixels)
     pixel_rows = np.asarray(geometry.extent_index_for_masked_pixel, dtype=np.int64)
     b_count = pix_indexes.shape[1]
@@ -378,20 +386,15 @@ def streamed_terms(store, *, chunk: int | None = None, shape_native, pixel_scale
     """
     from lenskern.stream import open_store
 
-    util, _, _, mask_2d = _import_autoarray()
+    util = _import_autoarray()[0]
     store = open_store(store)
-    native_index = np.asarray(native_index)
-    masked = np.ones(tuple(int(n) for n in shape_native), dtype=bool)
-    masked[native_index[:, 0], native_index[:, 1]] = False
-    period = 1.0 / (pixel_scale * ARCSEC_TO_RADIANS)
+    mask = _mask(np.asarray(native_index), shape_native, pixel_scales=(pixel_scale, pixel_scale))
 
     def chunks():
         for block in store.blocks(chunk):
             arrays = store.read(block.channel, block.start, block.stop)
-            uv = arrays["uv"] - np.round(arrays["uv"] / period) * period
-            yield uv, arrays["visibilities"], arrays["noise"] * (1 + 1j)
+            yield _folded(arrays["uv"], pixel_scale), arrays["visibilities"], arrays["noise"] * (1 + 1j)
 
     with _quarantine():
-        mask = mask_2d(mask=masked, pixel_scales=(pixel_scale, pixel_scale))
         terms = util.sparse_terms_from_chunks(chunks(), real_space_mask=mask, eps=conventions.NUFFT_EPS)
     return terms, _centred(np.asarray(terms.nufft_precision_operator, dtype=np.float64))
