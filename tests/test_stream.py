@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lenskern as lk
-from conftest import assert_agrees, problems, reference_impl, with_intermediates
+from conftest import assert_agrees, evidence_carried_error, problems, reference_impl, with_intermediates
 from lenskern import store as store_module
 from lenskern import stream
 from lenskern.store import VisibilityStore
@@ -101,9 +101,27 @@ def test_streamed_likelihood_equals_in_memory_at_every_chunk_size(problem, data)
         like = lk.Likelihood.from_store(store, chunk=read, progress=False, library=library, **problem)
     assert_same_parts(like, expected)
     inputs = with_intermediates(problem)
-    assert_agrees(
-        "log_evidence", like.log_evidence(**problem), reference_impl("log_evidence")(**inputs), inputs
+    expected_evidence = reference_impl("log_evidence")(**inputs)
+    carried = evidence_carried_error(inputs, like)
+    assert_agrees("log_evidence", like.log_evidence(**problem), expected_evidence, inputs, carried)
+
+
+@pytest.mark.parametrize("library", ["ducc0", "finufft"])
+def test_ill_conditioned_evidence_is_held_to_the_tables_accuracy(tmp_path, library):
+    """One visibility and no neighbours: F + H's smallest eigenvalue is the
+    1e-8 ridge, so the table's 1e-13 error moves the evidence by ~1e-5, which
+    the tolerance must carry (a draw of the property test above)."""
+    problem = lk.make_problem(
+        dict(shape_native=(1, 3), K=1, S=4, B=1, P=0, mask="circular", uv="tracks"), seed=0
     )
+    store = split_store(tmp_path / "s.zarr", problem, [], 1)
+    like = lk.Likelihood.from_store(store, chunk=1, progress=False, library=library, **problem)
+    inputs = with_intermediates(problem)
+    assert np.linalg.cond(inputs["curvature_matrix"] + inputs["regularization_matrix"]) > 1e7
+    carried = evidence_carried_error(inputs, like)
+    assert carried < 1e-3  # first order in an error of ~1e-13: small, not a blank cheque
+    expected = reference_impl("log_evidence")(**inputs)
+    assert_agrees("log_evidence", like.log_evidence(**problem), expected, inputs, carried)
 
 
 @pytest.mark.parametrize("library", ["ducc0", "finufft"])
