@@ -276,9 +276,10 @@ class ChunkTransform:
                 nu2u=True, coord=points, grid_shape=self.geometry.table_shape, epsilon=self.eps,
                 nthreads=self.nthreads,
             )  # fmt: skip
-            table, image = (
-                plan.nu2u(points=each, forward=False, out=np.empty(self.geometry.table_shape, np.complex128))
-                for each in strengths
+            # both strength sets in one call: the points' kernel values are computed once (5% less time
+            # than two calls on a 2^22 chunk of the science grid, one thread, 2026-11-25)
+            table, image = plan.nu2u(
+                points=strengths, forward=False, out=np.empty((2, *self.geometry.table_shape), np.complex128)
             )
         else:
             plan = self.plan()
