@@ -106,7 +106,7 @@ def test_streamed_likelihood_equals_in_memory_at_every_chunk_size(problem, data)
     assert_agrees("log_evidence", like.log_evidence(**problem), expected_evidence, inputs, carried)
 
 
-@pytest.mark.parametrize("library", ["ducc0", "finufft"])
+@pytest.mark.parametrize("library", stream.LIBRARIES)
 def test_ill_conditioned_evidence_is_held_to_the_tables_accuracy(tmp_path, library):
     """One visibility and no neighbours: F + H's smallest eigenvalue is the
     1e-8 ridge, so the table's 1e-13 error moves the evidence by ~1e-5, which
@@ -124,7 +124,7 @@ def test_ill_conditioned_evidence_is_held_to_the_tables_accuracy(tmp_path, libra
     assert_agrees("log_evidence", like.log_evidence(**problem), expected, inputs, carried)
 
 
-@pytest.mark.parametrize("library", ["ducc0", "finufft"])
+@pytest.mark.parametrize("library", stream.LIBRARIES)
 @pytest.mark.parametrize("shape", [(8, 8), (7, 6), (5, 9)], ids=["even", "even-x", "odd-y"])
 def test_dirty_image_half_pixel_offsets(tmp_path, shape, library):
     """Even sides put pixel centres half a mode off the table's: the phase moved into the strengths."""
