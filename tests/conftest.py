@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +150,41 @@ def edge_inputs(request) -> dict:
 
 def all_implementations(kernels=lk.KERNELS + lk.EXAMPLES) -> list:
     return [impl for k in kernels for impl in lk.implementations(k).values()]
+
+
+# ------------------------------------------------ asv leaves the user's files alone
+#
+# asv keeps its machine records in ~/.asv-machine.json. Tests name machines of
+# their own (ci-check, ci-alert): under the user's real HOME they would be
+# listed beside the user's machines ever after. Every asv call of the tests
+# runs with HOME in a folder of the session, and the session fails if the
+# real file changed anyway.
+
+_REAL_MACHINE_FILE = Path.home() / ".asv-machine.json"
+
+
+def _machine_file_state() -> bytes | None:
+    return _REAL_MACHINE_FILE.read_bytes() if _REAL_MACHINE_FILE.exists() else None
+
+
+_MACHINE_FILE_AT_START = _machine_file_state()
+
+
+@pytest.fixture(scope="session")
+def asv_home(tmp_path_factory) -> Path:
+    """The HOME of the tests' asv calls: its .asv-machine.json is the tests' own."""
+    return tmp_path_factory.mktemp("asv-home")
+
+
+def asv_env(home: Path, **variables: str) -> dict:
+    """This process's environment for an asv call, with HOME at ``home``;
+    pip's cache stays the user's (a new one would download every wheel again)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pip"  # pip's default on Linux
+    return dict(os.environ, HOME=str(home), PIP_CACHE_DIR=os.environ.get("PIP_CACHE_DIR", str(cache)),
+                **variables)  # fmt: skip
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _machine_file_state() != _MACHINE_FILE_AT_START:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\nFAILED: the tests changed {_REAL_MACHINE_FILE} (asv calls must run under asv_env)")

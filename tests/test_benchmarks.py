@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import lenskern as lk
+from conftest import asv_env
 from lenskern.observatory import suite
 from lenskern.observatory.report import report, rows
 
@@ -19,14 +19,14 @@ pytest.importorskip("asv")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def asv(*args, config=None, tiers="tiny", **kwargs):
-    env = dict(os.environ, LENSKERN_BENCH_TIERS=tiers)
+def asv(*args, home: Path, config=None, tiers="tiny", **kwargs):
+    env = asv_env(home, LENSKERN_BENCH_TIERS=tiers)
     command = [sys.executable, "-m", "asv", *args] + (["--config", str(config)] if config else [])
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, **kwargs)
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory):
+def config(tmp_path_factory, asv_home):
     """asv.conf.json with results and html in a temporary folder."""
     from asv.util import load_json
 
@@ -36,13 +36,13 @@ def config(tmp_path_factory):
     conf["benchmark_dir"] = str(ROOT / "benchmarks")
     path = tmp / "asv.conf.json"
     path.write_text(json.dumps(conf))
-    machine = asv("machine", "--yes", "--machine", "ci-check", config=path)
+    machine = asv("machine", "--yes", "--machine", "ci-check", home=asv_home, config=path)
     assert machine.returncode == 0, machine.stdout + machine.stderr
     return path
 
 
-def test_asv_check(config):
-    result = asv("check", "--python=same", config=config)
+def test_asv_check(config, asv_home):
+    result = asv("check", "--python=same", home=asv_home, config=config)
     assert result.returncode == 0 and "No problems found" in result.stdout, result.stdout
 
 
@@ -86,10 +86,11 @@ def test_every_kernel_has_its_declared_classes(monkeypatch):
     assert sorted(covered) == sorted(lk.KERNELS + lk.EXAMPLES)
 
 
-def test_one_benchmark_runs_for_real_and_reports(config):
+def test_one_benchmark_runs_for_real_and_reports(config, asv_home):
     commit = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
     run = asv("run", "--python=same", "--set-commit-hash", commit, "--machine", "ci-check",
-              "--show-stderr", "-b", r"curvature\.RegularizationMatrix", config=config)  # fmt: skip
+              "--show-stderr", "-b", r"curvature\.RegularizationMatrix", home=asv_home,
+              config=config)  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     results_dir = Path(json.loads(config.read_text())["results_dir"])
     files = list((results_dir / "ci-check").glob(f"{commit[:8]}-*.json"))
