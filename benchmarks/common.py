@@ -49,6 +49,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -143,15 +144,57 @@ def suite_inputs(tier: str) -> dict:
 
 
 def implementation(kernel: str, name: str) -> lk.Implementation:
-    """One implementation, loading only its backend; n/a in asv if it cannot run."""
+    """One implementation, loading only its backend; n/a in asv if it cannot
+    run here, or if the commit under test does not have it."""
     try:
         return registry.implementation(kernel, name)
     except ValueError as error:
         raise NotImplementedError(f"{name}: {error}") from None
+    except AttributeError as error:  # a commit from before registry.implementation
+        raise lacks_feature(error) from None
 
 
 def _package() -> Path:
+    """The installed lenskern: the code under test, the commit asv benchmarks."""
     return Path(next(iter(importlib.util.find_spec("lenskern").submodule_search_locations)))
+
+
+#: The checkout this suite belongs to: asv runs the suite of the current
+#: checkout against every commit it benchmarks, so its parameters must be
+#: the checkout's too (below).
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def checkout_module(relative: str):
+    """A module of the checkout's lenskern that imports only the standard
+    library (a tool of the suite), loaded by path under a name of its own,
+    beside the installed lenskern under test."""
+    path = CHECKOUT / relative
+    name = "_lenskern_checkout_" + path.stem
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def _sources(package: Path) -> list[Path]:
+    """A lenskern's Python files, less the build stamp (asv's build writes
+    ``_commit.py`` into the wheel only)."""
+    return sorted(p for p in package.rglob("*.py") if p.name != "_commit.py")
+
+
+def _digest(files: list[Path], root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _cache_folder() -> Path:
+    folder = Path(tempfile.gettempdir()) / "lenskern-asv"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 def _cache_path(stem: str, files: list[Path], suffix: str) -> Path:
@@ -160,9 +203,7 @@ def _cache_path(stem: str, files: list[Path], suffix: str) -> Path:
     digest = hashlib.sha256(str(_package()).encode())
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    folder = Path(tempfile.gettempdir()) / "lenskern-asv"
-    folder.mkdir(exist_ok=True)
-    return folder / f"{stem}-{digest.hexdigest()[:20]}{suffix}"
+    return _cache_folder() / f"{stem}-{digest.hexdigest()[:20]}{suffix}"
 
 
 def _write_atomically(path: Path, write) -> None:
@@ -171,24 +212,73 @@ def _write_atomically(path: Path, write) -> None:
     partial.replace(path)  # a concurrent reader sees all or nothing
 
 
-def manifest() -> dict[str, dict[str, list[str]]]:
-    """``{kernel: {implementation name: its inputs}}`` for every implementation
-    that can run here: the parameters of the suite's classes.
+#: What the suite's parameters are made of, asked of the checkout's lenskern
+#: in a child of this environment's Python (the installed lenskern, which may
+#: be an older commit's, holds the same module names): every implementation
+#: that can run here with its inputs, the GPU backends, and the inputs a
+#: Likelihood takes per call.
+_FACTS_SCRIPT = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import lenskern as lk
+from lenskern import likelihood, registry
+kernels = registry.KERNELS + registry.EXAMPLES
+print(json.dumps({
+    "implementations": {k: {n: list(i.inputs) for n, i in sorted(lk.implementations(k).items())}
+                        for k in kernels},
+    "gpu_backends": sorted(b for b, d in registry.BACKENDS.items() if d.device == "gpu"),
+    "likelihood_inputs": list(likelihood.CALL_INPUTS),
+}))
+"""
 
-    Every benchmark process imports its module and so rebuilds the
-    parameters; loading all backends for them costs each process over a
-    second. The manifest is kept in a file keyed by the installed lenskern's
-    code, so only the first process of an environment and commit pays.
+
+def checkout_facts() -> dict:
+    """:data:`_FACTS_SCRIPT`'s answer for this suite's checkout.
+
+    asv discovers the suite with one commit installed and then runs each
+    benchmark by its parameter's index in a process of its own, with the
+    commit under test installed. Parameters taken from the installed
+    lenskern would shift at a commit with other implementations, and its
+    results be filed under another implementation's name. Taken from the
+    checkout they are the same in every process; an implementation the
+    commit lacks is n/a there (:func:`implementation`).
+
+    Kept in a file keyed by the checkout's code and the Python, so only the
+    first process of a run pays for loading every backend.
     """
-    path = _cache_path("implementations", sorted(_package().rglob("*.py")), ".json")
+    key = _digest(_sources(CHECKOUT / "lenskern"), CHECKOUT) + sys.executable
+    path = _cache_folder() / f"checkout-{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
     if path.exists():
         return json.loads(path.read_text())
-    found = {
-        kernel: {name: list(impl.inputs) for name, impl in sorted(lk.implementations(kernel).items())}
-        for kernel in registry.KERNELS + registry.EXAMPLES
-    }
-    _write_atomically(path, lambda p: p.write_text(json.dumps(found)))
-    return found
+    done = subprocess.run([sys.executable, "-c", _FACTS_SCRIPT, str(CHECKOUT)], capture_output=True,
+                          text=True, cwd=tempfile.gettempdir())  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"the checkout's lenskern ({CHECKOUT}) did not load:\n{done.stderr[-3000:]}")
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    _write_atomically(path, lambda p: p.write_text(json.dumps(facts)))
+    return facts
+
+
+def manifest() -> dict[str, dict[str, list[str]]]:
+    """``{kernel: {implementation name: its inputs}}`` for every implementation
+    of the checkout that can run here: the parameters of the suite's classes."""
+    return checkout_facts()["implementations"]
+
+
+def installed_is_checkout() -> bool:
+    """Whether the lenskern under test is the checkout's code (HEAD in a
+    working tree), not another commit's."""
+    return _digest(_sources(_package()), _package()) == _digest(_sources(CHECKOUT / "lenskern"),
+                                                                CHECKOUT / "lenskern")  # fmt: skip
+
+
+def lacks_feature(error: Exception) -> NotImplementedError:
+    """An older commit's lenskern without a name the suite uses: n/a for that
+    commit, so history runs up to each kernel's first commit. At the
+    checkout's own code the same error is a bug, and is raised."""
+    if installed_is_checkout():
+        raise error
+    return NotImplementedError(f"this commit's lenskern lacks what the benchmark uses: {error!r}")
 
 
 def implementation_names(kernel: str) -> list[str]:
@@ -246,6 +336,11 @@ def one_thread() -> bool:
     return os.environ.get("LENSKERN_NUM_THREADS", "1") == "1"
 
 
+#: The key of the suite's setup_cache when the commit under test could not
+#: build the inputs: why, for every benchmark to say.
+LACKS = "lacks"
+
+
 class _KernelBenchmark(abc.ABC):
     """A benchmark of every implementation of one kernel, at every tier.
 
@@ -274,13 +369,26 @@ class _KernelBenchmark(abc.ABC):
     def setup_cache(self):
         # Defined once here, so asv keys one cache for the whole suite: every
         # class shares the inputs built by the first.
-        return {tier: suite_inputs(tier) for tier in PROBLEM_TIERS}
+        try:
+            return {tier: suite_inputs(tier) for tier in PROBLEM_TIERS}
+        except (AttributeError, ImportError, KeyError, TypeError, ValueError) as error:
+            # an older commit without this tier or an intermediate: each
+            # benchmark is n/a there, instead of the whole suite failing
+            return {LACKS: str(lacks_feature(error))}
 
     def setup(self, cache, implementation_name, tier):
         self.prepare(cache, self.kernel, implementation_name, tier)
 
     def prepare(self, cache, kernel, implementation_name, tier):
         """Inputs bound, skips decided, the call compiled and warmed."""
+        if LACKS in cache:
+            raise NotImplementedError(cache[LACKS])
+        try:
+            self._prepare(cache, kernel, implementation_name, tier)
+        except (AttributeError, ImportError) as error:
+            raise lacks_feature(error) from None
+
+    def _prepare(self, cache, kernel, implementation_name, tier):
         skip_stream_tier(tier)
         if self.one_thread_only and not one_thread():
             raise NotImplementedError("memory, compilation and error are measured on one thread")

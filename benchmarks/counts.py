@@ -1,14 +1,17 @@
 """Instructions executed by one steady-state call of each recommended
-implementation at the ``small`` tier, counted under Valgrind's callgrind
-(``lenskern.observatory.counts``): a deterministic signal beside the
-timings. One thread, and the AVX2 code paths: Valgrind serialises threads
-and does not model AVX-512. n/a where Valgrind is missing or the machine is
-not x86-64 Linux."""
+implementation at the ``small`` tier (or of the calls named by
+``LENSKERN_COUNT_CALLS``: ``counts.CALLS_VARIABLE``), counted under
+Valgrind's callgrind (``lenskern.observatory.counts``): a deterministic
+signal beside the timings, the calls counted side by side, one per CPU.
+One thread, and the AVX2 code paths: Valgrind serialises threads and does
+not model AVX-512. n/a where Valgrind is missing or the machine is not
+x86-64 Linux."""
 
-from lenskern import registry
-from lenskern.observatory import counts
+from .common import checkout_module, one_thread
 
-from .common import one_thread
+#: The checkout's counting tool, not the installed commit's: asv runs this
+#: suite against older commits too, whose lenskern may predate it.
+counts = checkout_module("lenskern/observatory/counts.py")
 
 #: The tier counted: counts are deterministic, so one size says whether a
 #: commit changed the work; small keeps each count under a minute.
@@ -16,27 +19,20 @@ TIER = "small"
 
 
 class Instructions:
-    """One count per kernel: its first choice in registry.RECOMMENDED."""
+    """One count per call: each kernel's first choice in registry.RECOMMENDED,
+    or the calls named by counts.CALLS_VARIABLE."""
 
     param_names = ["call"]
-    params = [
-        [f"{kernel}/{registry.RECOMMENDED[kernel][0]}" for kernel in registry.KERNELS + registry.EXAMPLES]
-    ]
-    timeout = 3600  # setup_cache counts every call: about a minute each
+    params = [counts.calls()]
+    timeout = 3600  # setup_cache counts every call
     number = 1
     repeat = 1
 
     def setup_cache(self):
         if not one_thread() or counts.supported():
             return {}
-        found = {}
-        for (call,) in zip(*self.params):
-            kernel, name = call.split("/")
-            try:
-                found[call] = counts.count(kernel, name, TIER)
-            except (RuntimeError, ValueError) as error:  # a backend missing here: n/a
-                print(f"{call}: {error}")
-        return found
+        found = counts.count_many(self.params[0], TIER)
+        return {call: result for call, result in found.items() if isinstance(result, dict)}
 
     def setup(self, found, call):
         if not one_thread():

@@ -2,14 +2,15 @@
 and the log evidence per call of a sampler (``lk.Likelihood``)."""
 
 import lenskern as lk
-from lenskern import likelihood
 
 from .common import (
     TIERS,
     TIMER,
     KernelProfile,
     KernelTime,
+    checkout_facts,
     implementation,
+    lacks_feature,
     manifest,
     skip_reason,
     skip_stream_tier,
@@ -51,7 +52,7 @@ class LogEvidenceProfile(KernelProfile):
 def _likelihood_curvatures() -> list[str]:
     """The curvature implementations a Likelihood can run: those that need no
     W and no dense mapping, which it never forms."""
-    has = set(likelihood.CALL_INPUTS) | {"w_offsets", "native_index", "dirty_image"}
+    has = set(checkout_facts()["likelihood_inputs"]) | {"w_offsets", "native_index", "dirty_image"}
     return [name for name, inputs in manifest()["curvature_matrix"].items() if set(inputs) <= has]
 
 
@@ -72,11 +73,14 @@ class Likelihood:
     def setup(self, implementation_name, tier):
         skip_stream_tier(tier)
         curvature = implementation("curvature_matrix", implementation_name)
-        problem = lk.make_problem(tier)
-        reason = skip_reason(curvature, tier, problem.sizes)
-        if reason:
-            raise NotImplementedError(reason)
-        self.likelihood = lk.Likelihood(impl={"curvature_matrix": implementation_name}, **problem)
+        try:
+            problem = lk.make_problem(tier)
+            reason = skip_reason(curvature, tier, problem.sizes)
+            if reason:
+                raise NotImplementedError(reason)
+            self.likelihood = lk.Likelihood(impl={"curvature_matrix": implementation_name}, **problem)
+        except (AttributeError, ImportError, KeyError) as error:  # a commit before Likelihood or this tier
+            raise lacks_feature(error) from None
         self.problem = problem
         self.likelihood.log_evidence(**problem)  # compiles
 

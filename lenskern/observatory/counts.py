@@ -169,6 +169,22 @@ def _parse(path: Path) -> dict[str, int]:
     return dict(zip(events, totals + [0] * (len(events) - len(totals))))
 
 
+def _all_cpus() -> None:
+    """In a counting child: undo the one-CPU window lenskern gave its parent
+    (LENSKERN_NUM_THREADS=1 narrows the affinity, and children inherit it),
+    so concurrent counts run on different CPUs; the kernel keeps the mask
+    within the process's cpuset."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+
+
+#: ``python -c`` running the file named by its first argument as __main__,
+#: with the rest as its arguments.
+_RUN_THIS_FILE = (
+    "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
 def count(kernel: str, name: str, tier: str = "small", timeout: float = 900) -> dict[str, int]:
     """Counts of one steady-state call of ``name`` on ``kernel`` at ``tier``:
     ``instructions`` (callgrind's Ir), ``estimated_cycles`` and the raw events."""
@@ -184,10 +200,14 @@ def count(kernel: str, name: str, tier: str = "small", timeout: float = 900) -> 
             PYTHONHASHSEED="0",  # the same dict layouts in every run
             NUMBA_CACHE_DIR=str(folder / "numba"),
         )
-        this = [sys.executable, "-m", "lenskern.observatory.counts"]
+        this = [sys.executable, "-c", _RUN_THIS_FILE, __file__]
         prepare = [*this, "--prepare", kernel, name, tier, str(folder)]
-        # cwd: the folder, so ``-m`` imports the installed lenskern (or PYTHONPATH's), not a checkout's
-        run = subprocess.run(prepare, env=env, cwd=folder, capture_output=True, text=True, timeout=timeout)
+        # This file, run by path: the counting is this module's, the code
+        # counted the installed lenskern's (or PYTHONPATH's), which may be
+        # another commit's (benchmarks/counts.py loads the checkout's copy of
+        # this module); cwd: the folder, so no checkout shadows it.
+        run = subprocess.run(prepare, env=env, cwd=folder, capture_output=True, text=True, timeout=timeout,
+                             preexec_fn=_all_cpus)  # fmt: skip
         if run.returncode != 0:
             raise RuntimeError(f"preparing {name} of {kernel} failed:\n{run.stderr[-3000:]}")
         command = [
@@ -195,7 +215,8 @@ def count(kernel: str, name: str, tier: str = "small", timeout: float = 900) -> 
             "--cache-sim=yes", f"--callgrind-out-file={folder / 'callgrind.out'}",
             *this, "--child", kernel, name, tier, str(folder),
         ]  # fmt: skip
-        run = subprocess.run(command, env=env, cwd=folder, capture_output=True, text=True, timeout=timeout)
+        run = subprocess.run(command, env=env, cwd=folder, capture_output=True, text=True, timeout=timeout,
+                             preexec_fn=_all_cpus)  # fmt: skip
         if run.returncode != 0 or not (folder / "done").exists():
             raise RuntimeError(f"counting {name} of {kernel} failed:\n{run.stderr[-3000:]}")
         events = _parse(folder / "callgrind.out")
@@ -205,6 +226,50 @@ def count(kernel: str, name: str, tier: str = "small", timeout: float = 900) -> 
         + 100 * sum(events.get(e, 0) for e in LL_MISSES)
     )
     return {"instructions": events["Ir"], "estimated_cycles": cycles, "events": events}
+
+
+#: The calls benchmarks/counts.py counts, when set: ``kernel/implementation``
+#: pairs, comma-separated (``python -m lenskern.observatory compare`` sets it
+#: to the recommended implementations plus those of the backends a pull
+#: request changed). Unset: each kernel's first choice in RECOMMENDED.
+CALLS_VARIABLE = "LENSKERN_COUNT_CALLS"
+
+
+def recommended_calls() -> list[str]:
+    """``kernel/implementation`` of each kernel's first choice (registry.RECOMMENDED)."""
+    from lenskern import registry
+
+    return [f"{kernel}/{registry.RECOMMENDED[kernel][0]}" for kernel in registry.KERNELS + registry.EXAMPLES]
+
+
+def calls() -> list[str]:
+    """The calls to count: :data:`CALLS_VARIABLE`'s, else :func:`recommended_calls`."""
+    value = os.environ.get(CALLS_VARIABLE, "")
+    return [call.strip() for call in value.split(",") if call.strip()] or recommended_calls()
+
+
+def count_many(calls: list[str], tier: str = "small", workers: int | None = None) -> dict[str, dict | str]:
+    """:func:`count` of each ``kernel/implementation``, one Valgrind process
+    per CPU at a time (Valgrind runs a program on one thread, so a count
+    uses one CPU; counts are deterministic, so running them side by side
+    changes none). {call: counts, or why it could not be counted}; a line
+    per count on stdout as each finishes, so a long run shows progress."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    workers = workers or os.cpu_count() or 1
+    found: dict[str, dict | str] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(count, *call.split("/"), tier): call for call in calls}
+        for done, future in enumerate(as_completed(futures), 1):
+            call = futures[future]
+            try:
+                found[call] = future.result()
+                outcome = f"{found[call]['instructions']:,} instructions"
+            except (RuntimeError, ValueError, subprocess.TimeoutExpired) as error:  # a backend missing here
+                found[call] = str(error).splitlines()[0]
+                outcome = f"not counted: {found[call]}"
+            print(f"[{done}/{len(calls)}] {call}: {outcome}", flush=True)
+    return {call: found[call] for call in calls}
 
 
 def main(argv: list[str] | None = None) -> None:
