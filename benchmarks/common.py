@@ -113,12 +113,14 @@ MAX_SECONDS_LARGE = 60.0
 W_BYTES_MAX = 1 << 30
 
 
-def skip_reason(impl: lk.Implementation, tier: str, sizes: dict) -> str | None:
-    """Why ``impl`` is not benchmarked at ``tier`` (of these sizes), or None."""
-    seconds = impl.estimated_seconds(sizes)
+def skip_reason(kernel: str, name: str, tier: str) -> str | None:
+    """Why implementation ``name`` of ``kernel`` is not benchmarked at
+    ``tier``, or None: its cost model's estimate (the checkout's, so every
+    commit skips the same calls) against the tier's limit."""
+    seconds = checkout_facts()["seconds"][tier][kernel][name]
     limit = MAX_SECONDS.get(tier, MAX_SECONDS_LARGE)
     if seconds > limit:
-        return f"{impl.name} at {tier}: estimated {seconds:.0f} s per call (> {limit:.0f} s)"
+        return f"{name} at {tier}: estimated {seconds:.0f} s per call (> {limit:.0f} s)"
     return None
 
 
@@ -134,13 +136,12 @@ def suite_inputs(tier: str) -> dict:
     implementation), W only while it fits in W_BYTES_MAX. The examples'
     arrays (360 MB) are made in their own benchmarks' setup instead, so no
     other benchmark process loads them."""
-    problem = lk.make_problem(tier)
-    inputs = dict(problem)
-    for name in registry.INTERMEDIATES:
+    inputs = dict(lk.make_problem(tier))
+    for name in checkout_facts()["intermediates"]:  # SPEC's names, in pipeline order
         if name == "w_tilde" and 8 * len(inputs["grid"]) ** 2 > W_BYTES_MAX:
             continue
         inputs[name] = lk.compute(name, **inputs)
-    return {"inputs": inputs, "sizes": problem.sizes}
+    return {"inputs": inputs}
 
 
 def implementation(kernel: str, name: str) -> lk.Implementation:
@@ -192,8 +193,15 @@ def _digest(files: list[Path], root: Path) -> str:
 
 
 def _cache_folder() -> Path:
-    folder = Path(tempfile.gettempdir()) / "lenskern-asv"
-    folder.mkdir(exist_ok=True)
+    """The suite's cache, the user's own: a folder in ``$XDG_CACHE_HOME``
+    (``~/.cache``), created 0700 and refused unless this user owns it. A
+    fixed folder in /tmp was whoever made it first's: another user's asv
+    could not write it, and its files were trusted whoever wrote them."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = base / "lenskern-asv"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_uid != os.getuid():
+        raise RuntimeError(f"{folder}: owned by another user; lenskern's benchmark cache must be your own")
     return folder
 
 
@@ -215,17 +223,26 @@ def _write_atomically(path: Path, write) -> None:
 #: What the suite's parameters are made of, asked of the checkout's lenskern
 #: in a child of this environment's Python (the installed lenskern, which may
 #: be an older commit's, holds the same module names): every implementation
-#: that can run here with its inputs, the GPU backends, and the inputs a
-#: Likelihood takes per call.
+#: that can run here with its inputs and its estimated seconds per call at
+#: each problem tier of this run, the intermediates and examples, the GPU
+#: backends, and the inputs a Likelihood takes per call.
 _FACTS_SCRIPT = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import lenskern as lk
-from lenskern import likelihood, registry
+from lenskern import likelihood, problems, registry
 kernels = registry.KERNELS + registry.EXAMPLES
+found = {k: dict(sorted(lk.implementations(k).items())) for k in kernels}
+seconds = {}
+for tier in sys.argv[2:]:
+    sizes = lk.make_problem(tier).sizes
+    seconds[tier] = {k: {n: i.estimated_seconds(problems.example_sizes(tier) if k in registry.EXAMPLES
+                                                else sizes) for n, i in found[k].items()} for k in kernels}
 print(json.dumps({
-    "implementations": {k: {n: list(i.inputs) for n, i in sorted(lk.implementations(k).items())}
-                        for k in kernels},
+    "implementations": {k: {n: list(i.inputs) for n, i in found[k].items()} for k in kernels},
+    "seconds": seconds,
+    "intermediates": list(registry.INTERMEDIATES),
+    "examples": list(registry.EXAMPLES),
     "gpu_backends": sorted(b for b, d in registry.BACKENDS.items() if d.device == "gpu"),
     "likelihood_inputs": list(likelihood.CALL_INPUTS),
 }))
@@ -246,12 +263,12 @@ def checkout_facts() -> dict:
     Kept in a file keyed by the checkout's code and the Python, so only the
     first process of a run pays for loading every backend.
     """
-    key = _digest(_sources(CHECKOUT / "lenskern"), CHECKOUT) + sys.executable
+    key = _digest(_sources(CHECKOUT / "lenskern"), CHECKOUT) + sys.executable + ",".join(PROBLEM_TIERS)
     path = _cache_folder() / f"checkout-{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
     if path.exists():
         return json.loads(path.read_text())
-    done = subprocess.run([sys.executable, "-c", _FACTS_SCRIPT, str(CHECKOUT)], capture_output=True,
-                          text=True, cwd=tempfile.gettempdir())  # fmt: skip
+    command = [sys.executable, "-c", _FACTS_SCRIPT, str(CHECKOUT), *PROBLEM_TIERS]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tempfile.gettempdir())
     if done.returncode != 0:
         raise RuntimeError(f"the checkout's lenskern ({CHECKOUT}) did not load:\n{done.stderr[-3000:]}")
     facts = json.loads(done.stdout.strip().splitlines()[-1])
@@ -286,7 +303,7 @@ def implementation_names(kernel: str) -> list[str]:
     return list(manifest()[kernel])
 
 
-def oracle_output(kernel: str, tier: str, sizes: dict, inputs: dict) -> np.ndarray:
+def oracle_output(kernel: str, tier: str, inputs: dict) -> np.ndarray:
     """The oracle's output for ``kernel`` at ``tier``, as float64.
 
     Computed by the first process that asks and kept in a file keyed by the
@@ -297,7 +314,7 @@ def oracle_output(kernel: str, tier: str, sizes: dict, inputs: dict) -> np.ndarr
         return np.load(path)
     (name,) = [name for name in implementation_names(kernel) if name.startswith("reference.")]
     reference = implementation(kernel, name)
-    oracle = reference if skip_reason(reference, tier, sizes) is None else registry.oracle(kernel)
+    oracle = reference if skip_reason(kernel, name, tier) is None else registry.oracle(kernel)
     expected = np.asarray(synchronize(oracle.function(**oracle.bind(inputs))), dtype=np.float64)
     _write_atomically(path, lambda p: np.save(p, expected))
     return expected
@@ -396,9 +413,8 @@ class _KernelBenchmark(abc.ABC):
         self.impl = implementation(kernel, implementation_name)
         if self.impl.backend == "reference" and (self.one_thread_only or not one_thread()):
             raise NotImplementedError("the reference is plain Python: timed on one thread only")
-        examples = kernel in registry.EXAMPLES
-        self.sizes = problems.example_sizes(tier) if examples else cache[tier]["sizes"]
-        reason = skip_reason(self.impl, tier, self.sizes)
+        examples = kernel in checkout_facts()["examples"]
+        reason = skip_reason(kernel, implementation_name, tier)
         if reason:
             raise NotImplementedError(reason)
         inputs = problems.make_examples(tier) if examples else cache[tier]["inputs"]
@@ -446,7 +462,7 @@ class KernelProfile(_KernelBenchmark):
 
     def track_max_relative_error(self, cache, implementation, tier):
         """max |got - oracle| / max |oracle|, oracle as the module docstring says."""
-        expected = oracle_output(self.kernel, self.tier, self.sizes, self.all_inputs)
+        expected = oracle_output(self.kernel, self.tier, self.all_inputs)
         got = np.asarray(self.result, dtype=np.float64)
         return float(np.max(np.abs(got - expected)) / max(np.max(np.abs(expected)), 1e-300))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,18 @@ def test_one_benchmark_runs_for_real_and_reports(config, asv_home):
     text = report(results_dir, "ci-check", commit, "tiny")
     assert "1 thread (ratio)" in text and "all threads (ratio)" in text
     assert "| numba.loop |" in text and "(1.00)" in text
+
+
+def test_the_suite_cache_is_the_users_own(tmp_path, monkeypatch):
+    """The cache of inputs and parameters lives under the user's cache
+    folder, 0700, and one that another user owns is refused, never trusted."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import common
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = common._cache_folder()
+    assert folder.parent == tmp_path and folder.stat().st_mode & 0o777 == 0o700
+    if os.geteuid() == 0:
+        os.chown(folder, 65534, 65534)
+        with pytest.raises(RuntimeError, match="owned by another user"):
+            common._cache_folder()
