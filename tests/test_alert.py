@@ -5,13 +5,13 @@ a side that runs the other side's code is a broken comparison, never a verdict."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import asv_env
 from lenskern.observatory import alert
 
 pytest.importorskip("asv")
@@ -103,10 +103,10 @@ def clone(tmp_path_factory):
     return repo, base, slower, unchanged
 
 
-def run_alert(repo: Path, base: str, head: str, report: Path, config: Path | None = None,
+def run_alert(repo: Path, base: str, head: str, report: Path, home: Path, config: Path | None = None,
               tier: str = "small") -> subprocess.CompletedProcess:  # fmt: skip
     """The alert of this checkout, run on the clone's commits (through its config)."""
-    env = dict(os.environ, LENSKERN_BENCH_TIERS=tier)
+    env = asv_env(home, LENSKERN_BENCH_TIERS=tier)
     subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", "--machine", "ci-alert"],
                    cwd=repo, env=env, check=True, capture_output=True)  # fmt: skip
     return subprocess.run(
@@ -117,9 +117,9 @@ def run_alert(repo: Path, base: str, head: str, report: Path, config: Path | Non
     )  # fmt: skip
 
 
-def test_planted_regression_is_reported_and_fails(clone, tmp_path):
+def test_planted_regression_is_reported_and_fails(clone, tmp_path, asv_home):
     repo, base, slower, _ = clone
-    result = run_alert(repo, base, slower, tmp_path / "report.md")
+    result = run_alert(repo, base, slower, tmp_path / "report.md", asv_home)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     report = (tmp_path / "report.md").read_text()
     print(report)
@@ -133,16 +133,16 @@ def test_planted_regression_is_reported_and_fails(clone, tmp_path):
     assert "Each side imported lenskern built from its own commit" in report
 
 
-def test_unchanged_code_passes(clone, tmp_path):
+def test_unchanged_code_passes(clone, tmp_path, asv_home):
     repo, base, _, unchanged = clone
-    result = run_alert(repo, base, unchanged, tmp_path / "report.md")
+    result = run_alert(repo, base, unchanged, tmp_path / "report.md", asv_home)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = (tmp_path / "report.md").read_text()
     assert "No benchmark got slower" in report
     assert "Each side imported lenskern built from its own commit" in report
 
 
-def test_a_side_that_ran_the_other_commit_is_broken(clone, tmp_path):
+def test_a_side_that_ran_the_other_commit_is_broken(clone, tmp_path, asv_home):
     """The failure the commit stamp is for, made real: with no uninstall and
     no --force-reinstall, pip keeps the lenskern 0.1.0 already in the
     environment when handed the other commit's 0.1.0 wheel, so one side times
@@ -158,7 +158,7 @@ def test_a_side_that_ran_the_other_commit_is_broken(clone, tmp_path):
     config = tmp_path / "asv.conf.json"
     config.write_text(json.dumps(conf))
     # The tiny tier: what ran is the point here, not how fast.
-    result = run_alert(repo, base, slower, tmp_path / "report.md", config=config, tier="tiny")
+    result = run_alert(repo, base, slower, tmp_path / "report.md", asv_home, config=config, tier="tiny")
     assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
     report = (tmp_path / "report.md").read_text()
     assert "did not provably run that side's commit" in report and "not from this commit" in report

@@ -6,9 +6,14 @@
 ``report``   print the tables of one commit from the results.
 ``serve``    serve the published site on 127.0.0.1 (``asv preview`` binds every
              interface).
-``compare``  asv continuous of a base against a head on one pinned thread: exit
-             1 on a regression, 2 on a broken benchmark; writes a markdown report.
+``compare``  asv continuous of a base against a head on one pinned thread, by
+             default each kernel's first choice and the backends the diff
+             touched, counted under Valgrind and timed: exit 1 on a
+             regression, 2 on a broken benchmark; writes a markdown report.
 ``regressions``  the published site's regressions as markdown; exit 1 if any.
+``nightly``  benchmark tonight's commits of main: the tip alone on a machine
+             with no results, then at most --cap pending commits a night,
+             newest first, the rest left for the next nights.
 ``seeds``    the seeds' Match and Bonus rounds at their sizes, in their format,
              with lenskern's algorithms added, and a bar chart per table.
 ``machine``  name this machine for asv, with its GPU model.
@@ -36,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-from lenskern.observatory import alert, machines, seeds, suite
+from lenskern.observatory import alert, machines, nightly, seeds, suite
 from lenskern.observatory.offline import make_offline
 from lenskern.observatory.report import measured_table, peers_table, report, results_by_threads
 
@@ -91,6 +96,26 @@ def run(machine: str, tier: str) -> None:
     minutes = (time.perf_counter() - start) / 60
     print(f"\nsite: {site}  (serve it: python -m lenskern.observatory serve)", flush=True)
     print(f"done in {minutes:.1f} min", flush=True)
+    if code != 0:
+        raise SystemExit(f"asv run exited with status {code}: some benchmarks failed (see above)")
+
+
+def nightly_job(machine: str, branch: str, cap: int) -> None:
+    """asv run of tonight's commits (lenskern.observatory.nightly.plan)."""
+    done = nightly.benchmarked(RESULTS, machine)
+    tonight, pending = nightly.plan(nightly.branch_commits(branch), done, cap)
+    if not tonight:
+        print(f"every commit of {branch} has results on {machine!r}: nothing to benchmark", flush=True)
+        return
+    _step(f"benchmarking {len(tonight)} commit(s) of {branch} on {machine!r}, newest first; "
+          f"{len(pending)} left pending for the next nights")  # fmt: skip
+    for commit in tonight:
+        print(f"  {commit[:8]}", flush=True)
+    hashes = Path(".asv") / "nightly-commits.txt"
+    hashes.parent.mkdir(exist_ok=True)
+    hashes.write_text("\n".join(tonight) + "\n")
+    code = _asv("run", f"HASHFILE:{hashes}", "--machine", machine, "--show-stderr", "--record-samples",
+                check=False)  # fmt: skip
     if code != 0:
         raise SystemExit(f"asv run exited with status {code}: some benchmarks failed (see above)")
 
@@ -216,11 +241,20 @@ def main(argv: list[str] | None = None) -> None:
     compare_parser.add_argument("head")
     compare_parser.add_argument("--factor", type=float, default=alert.TIME_FLOOR,
                                 help="least ratio a timing must exceed (1.10)")  # fmt: skip
-    compare_parser.add_argument("--bench", "-b", default=None, help="asv's benchmark regex")
+    compare_parser.add_argument("--bench", "-b", default=None,
+                                help="asv's benchmark regex (default: each kernel's first choice and the "
+                                "backends the diff touched, counted and timed at small)")  # fmt: skip
+    compare_parser.add_argument("--require-counts", action="store_true",
+                                help="exit 2 when a selected call has no instruction count")  # fmt: skip
     compare_parser.add_argument("--threads", default="1", help="LENSKERN_NUM_THREADS (1)")
     compare_parser.add_argument("--machine", default=None)
     compare_parser.add_argument("--config", type=Path, default=Path("asv.conf.json"))
     compare_parser.add_argument("--report", type=Path, default=None, help="write the markdown here")
+    nightly_parser = commands.add_parser("nightly", help="benchmark tonight's commits of main")
+    nightly_parser.add_argument("--machine", required=True, help="asv machine name")
+    nightly_parser.add_argument("--branch", default="main")
+    nightly_parser.add_argument("--cap", type=int, default=nightly.CAP,
+                                help=f"commits per night ({nightly.CAP})")  # fmt: skip
     regressions_parser = commands.add_parser("regressions", help="published regressions")
     regressions_parser.add_argument("--report", type=Path, default=None)
     measured_parser = commands.add_parser("measured", help="the README's table of measured ratios")
@@ -249,14 +283,17 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "compare":
         code, text = alert.compare(args.base, args.head, args.factor, args.bench, args.threads,
-                                   config=args.config, machine=args.machine)  # fmt: skip
+                                   config=args.config, machine=args.machine,
+                                   require_counts=args.require_counts)  # fmt: skip
         _write_report(text, args.report)
         raise SystemExit(code)
     if args.command == "regressions":
         count, text = alert.regressions(HTML)
         _write_report(text, args.report)
         raise SystemExit(1 if count else 0)
-    if args.command == "run":
+    if args.command == "nightly":
+        nightly_job(args.machine, args.branch, args.cap)
+    elif args.command == "run":
         run(args.machine, args.tier)
     elif args.command == "publish":
         print(f"site: {publish()}")

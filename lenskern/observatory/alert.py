@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,71 @@ def parse(output: str) -> list[Change]:
                 params = f"{params} [{match['env']}]".strip()
             changes.append(Change(cells[0], cells[1], cells[2], cells[3], match["name"], params))
     return changes
+
+
+# ------------------------------------------------------- what a PR check runs
+#
+# The whole suite, five interleaved rounds a side, takes over 45 minutes on a
+# 2-core runner (the suite-wide A/A of the timings alone took 45 min 16 s).
+# A pull request's check runs what its users call and what it changed: each
+# kernel's first choice (what ``compute`` runs) and every implementation of
+# the backends whose modules the diff touches, each counted under Valgrind
+# (x1.02) and timed at ``small``. The nightly job runs everything.
+
+#: The tier a pull request is counted and timed at.
+PR_TIER = "small"
+
+
+@dataclass
+class Selection:
+    """What a comparison counts and times: ``kernel/implementation`` calls."""
+
+    calls: list[str]
+    touched: list[str]  # backends whose modules the diff changed
+
+    def bench(self) -> str:
+        """asv's ``-b`` regex: the counts of the calls and their time_call."""
+        timed = []
+        for call in self.calls:
+            kernel, name = call.split("/")
+            timed.append(
+                rf"{suite.area(kernel)}\.{suite.class_name(kernel)}\.time_call\({re.escape(repr(name))}"
+            )
+        return "|".join([r"counts\.Instructions\.", *timed])
+
+
+def touched_backends(repo: str, base: str, head: str) -> list[str]:
+    """The CPU backends (the reference aside: it is the oracle, not a speed)
+    whose modules changed between ``base`` and ``head``."""
+    from lenskern import registry
+
+    done = subprocess.run(["git", "-C", repo, "diff", "--name-only", base, head], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    changed = done.stdout.split()
+    found = []
+    for backend, declared in registry.BACKENDS.items():
+        path = declared.module.replace(".", "/")
+        if backend == "reference" or declared.device != "cpu":
+            continue
+        if any(name == f"{path}.py" or name.startswith(f"{path}/") for name in changed):
+            found.append(backend)
+    return found
+
+
+def selection(repo: str, base: str, head: str) -> Selection:
+    """Each kernel's first choice, then every implementation (runnable here)
+    of the backends the diff touched."""
+    import lenskern as lk
+    from lenskern import registry
+    from lenskern.observatory import counts
+
+    touched = touched_backends(repo, base, head)
+    calls = counts.recommended_calls()
+    for kernel in registry.KERNELS + registry.EXAMPLES:
+        for name, impl in sorted(lk.implementations(kernel).items()):
+            if impl.backend in touched and f"{kernel}/{name}" not in calls:
+                calls.append(f"{kernel}/{name}")
+    return Selection(calls, touched)
 
 
 def pinned_config(config: Path, threads: str) -> Path:
@@ -141,9 +207,55 @@ def check_imports(records: list[dict], commits: dict[str, str | None]) -> list[s
     return problems
 
 
+def _counted_key(call: str) -> str:
+    return f"counts.Instructions.track_instructions({call!r})"
+
+
+def _timed_key(call: str, tier: str = PR_TIER) -> str:
+    kernel, name = call.split("/")
+    return f"{suite.area(kernel)}.{suite.class_name(kernel)}.time_call({name!r}, {tier!r})"
+
+
+def side_by_side(calls: list[str], verdicts: list[Verdict]) -> list[str]:
+    """A table row per call: its instruction count and its time, each
+    before and after with its ratio and threshold; counts first, as the
+    signal that sees a few per cent."""
+    by_key = {v.benchmark: v for v in verdicts}
+
+    def cells(verdict: Verdict | None, unit: str) -> str:
+        if verdict is None:
+            return "n/a | | |"
+        mark = " **slower**" if verdict.regressed else ""
+        if unit == "instructions":
+            values = f"{verdict.before:,.0f} -> {verdict.after:,.0f}"
+        else:
+            values = f"{_seconds(verdict.before)} -> {_seconds(verdict.after)}"
+        noise = "" if verdict.noise is None else f", noise {verdict.noise:.1%}"
+        return f"{values} | {verdict.ratio:.3f}{mark} | x{verdict.threshold:.2f}{noise} |"
+
+    lines = [
+        f"| kernel | implementation | instructions before -> after | ratio | threshold | time at {PR_TIER} "
+        "before -> after | ratio | threshold |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for call in calls:
+        kernel, name = call.split("/")
+        counted = cells(by_key.get(_counted_key(call)), "instructions")
+        timed = cells(by_key.get(_timed_key(call)), "seconds")
+        lines.append(f"| {kernel} | `{name}` | {counted} {timed}".rstrip("|").rstrip() + " |")
+    return lines
+
+
+def _seconds(value: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value / 1e-9:.3g} ns"
+
+
 def markdown(base: str, head: str, factor: float, code: int, changes: list[Change], log: str,
              problems: list[str] | None = None, imported: str = "",
-             verdicts: list[Verdict] | None = None) -> str:  # fmt: skip
+             verdicts: list[Verdict] | None = None, chosen: Selection | None = None) -> str:  # fmt: skip
     """The report. ``problems``: why a side did not run its own commit (the
     verdict is then broken, whatever asv measured); ``imported``: a line
     saying which commit each side imported, when it was checked."""
@@ -153,8 +265,8 @@ def markdown(base: str, head: str, factor: float, code: int, changes: list[Chang
         2: "**Broken**: a benchmark failed to run.",
     }.get(code, f"asv continuous exited with status {code}.")
     if problems:
-        verdict = "**Broken**: a side's benchmarks did not provably run that side's commit, so the "
-        verdict += "timings compare nothing:\n\n"
+        verdict = "**Broken**: a side's benchmarks did not provably run that side's commit, or a signal "
+        verdict += "is missing, so the comparison says nothing:\n\n"
         verdict += "\n".join(f"- {problem}" for problem in problems)
     lines = [f"## lenskern benchmarks: `{base}` -> `{head}`", "", verdict, ""]
     if imported:
@@ -169,6 +281,15 @@ def markdown(base: str, head: str, factor: float, code: int, changes: list[Chang
             "thread, AVX2 code paths: Valgrind does not model AVX-512) x1.02; peak memory x1.10.",
             "",
         ]
+        if chosen is not None:
+            touched = ", ".join(f"`{b}`" for b in chosen.touched) or "none"
+            lines += [
+                f"Counted and timed: each kernel's first choice (what `compute` runs) and every "
+                f"implementation of the backends this change touched ({touched}).",
+                "",
+                *side_by_side(chosen.calls, verdicts),
+                "",
+            ]
         regressed = [v for v in verdicts if v.regressed]
         if regressed:
             lines += ["| kernel | benchmark | before | after | ratio | threshold | noise | p |",
@@ -354,56 +475,91 @@ def compare(
     threads: str = "1",
     config: Path = Path("asv.conf.json"),
     machine: str | None = None,
+    require_counts: bool = False,
 ) -> tuple[int, str]:
     """Benchmark base and head (asv continuous, samples recorded, rounds
     interleaved) and judge each benchmark by its own threshold; (exit
     status, markdown report). ``factor``: the least ratio a timing must
-    exceed, whatever its noise."""
+    exceed, whatever its noise. ``bench``: asv's regex; by default the
+    pull request's :func:`selection`, counted and timed. ``require_counts``:
+    a selected call without instruction counts on both sides makes the
+    comparison broken (exit 2), as where Valgrind is missing."""
     pinned = pinned_config(config, threads)
+    try:
+        return _compare(base, head, factor, bench, pinned, machine, require_counts)
+    finally:
+        shutil.rmtree(pinned.parent, ignore_errors=True)
+
+
+def _compare(base: str, head: str, factor: float, bench: str | None, pinned: Path, machine: str | None,
+             require_counts: bool) -> tuple[int, str]:  # fmt: skip
+    from lenskern.observatory import counts as counting
+
+    repo = json.loads(pinned.read_text())["repo"]
+    commits = {"base": resolve(repo, base), "head": resolve(repo, head)}
+    if None in commits.values():
+        unknown = [f"{side}: git does not know {name!r}" for side, name in (("base", base), ("head", head))
+                   if commits[side] is None]  # fmt: skip
+        return 2, markdown(base, head, factor, 2, [], "", unknown)
+    chosen = selection(repo, commits["base"], commits["head"])
+    if bench:  # the calls of the selection that the regex names
+        chosen.calls = [
+            c for c in chosen.calls if any(re.search(bench, key(c)) for key in (_counted_key, _timed_key))
+        ]
+    bench = bench or chosen.bench()
+    env = dict(os.environ, LENSKERN_BENCH_TIERS=os.environ.get("LENSKERN_BENCH_TIERS", PR_TIER))
+    env[counting.CALLS_VARIABLE] = ",".join(chosen.calls)
+    print(f"counting and timing {len(chosen.calls)} calls (each kernel's first choice; backends "
+          f"touched: {', '.join(chosen.touched) or 'none'})", flush=True)  # fmt: skip
     command = [sys.executable, "-m", "asv", "continuous", "--config", str(pinned), "--factor", str(factor),
                "--record-samples", "--interleave-rounds", "-a", f"rounds={ROUNDS}", "-a", f"repeat={REPEAT}",
-               "--show-stderr", base, head]  # fmt: skip
-    if bench:
-        command += ["--bench", bench]
+               "--show-stderr", "--bench", bench, base, head]  # fmt: skip
     if machine:
         command += ["--machine", machine]
     # Each benchmark process appends the commit it imported here (benchmarks/common.py).
     record = pinned.parent / "imported.jsonl"
-    env = dict(os.environ, LENSKERN_IMPORT_RECORD=str(record))
+    env["LENSKERN_IMPORT_RECORD"] = str(record)
     print("$ asv " + " ".join(command[3:]), flush=True)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     log = []
     for line in process.stdout:  # stream it: a run takes minutes
         print(line, end="", flush=True)
         log.append(line)
-    code = process.wait()
+    process.wait()
     output = "".join(log)
-    repo = json.loads(pinned.read_text())["repo"]
-    commits = {"base": resolve(repo, base), "head": resolve(repo, head)}
     records = read_records(record)
     problems = check_imports(records, commits)
     imported = ""
-    if problems:
-        code = 2  # never a verdict on speed when a side timed the wrong code
-        print("\nbroken comparison: a side did not run its own commit\n" + "\n".join(problems), flush=True)
-    else:
-        counts = {side: sum(r.get("asked") == commit for r in records) for side, commit in commits.items()}
-        imported = ("Each side imported lenskern built from its own commit: "
-                    f"base `{commits['base'][:8]}` ({counts['base']} benchmark processes), "
-                    f"head `{commits['head'][:8]}` ({counts['head']}).")  # fmt: skip
-        print("\n" + imported, flush=True)
     verdicts: list[Verdict] = []
     if not problems:
-        conf = json.loads(pinned.read_text())
-        results_dir = Path(conf["results_dir"])
+        processes = {side: sum(r.get("asked") == commit for r in records) for side, commit in commits.items()}
+        imported = ("Each side imported lenskern built from its own commit: "
+                    f"base `{commits['base'][:8]}` ({processes['base']} benchmark processes), "
+                    f"head `{commits['head'][:8]}` ({processes['head']}).")  # fmt: skip
+        print("\n" + imported, flush=True)
+        results_dir = Path(json.loads(pinned.read_text())["results_dir"])
         name = machine or _only_machine(results_dir)
-        if name and commits["base"] and commits["head"]:
+        if name:
             verdicts = judge(read_results(results_dir, name, commits["base"]),
                              read_results(results_dir, name, commits["head"]), floor=factor)  # fmt: skip
             write_noise(results_dir / name / "noise.json", commits, verdicts)
+        if require_counts:
+            judged = {v.benchmark for v in verdicts}
+            uncounted = [call for call in chosen.calls if _counted_key(call) not in judged]
+            if uncounted:
+                problems.append(
+                    f"no instruction count on both sides for {len(uncounted)} of {len(chosen.calls)} calls "
+                    f"({', '.join(uncounted[:5])}{', ...' if len(uncounted) > 5 else ''}): "
+                    f"{counting.supported() or 'see the setup_cache output above'}"
+                )
+    if problems:
+        code = 2  # never a verdict on speed when a side timed the wrong code or a signal is missing
+        print("\nbroken comparison:\n" + "\n".join(problems), flush=True)
+    else:
         failed = any(c.mark == "!" for c in parse(output))
         code = 2 if failed else (1 if any(v.regressed for v in verdicts) else 0)
-    return code, markdown(base, head, factor, code, parse(output), output, problems, imported, verdicts)
+    return code, markdown(base, head, factor, code, parse(output), output, problems, imported, verdicts,
+                          chosen)  # fmt: skip
 
 
 def _only_machine(results_dir: Path) -> str | None:
