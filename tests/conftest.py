@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from hypothesis import strategies as st
 
 import lenskern as lk
 from lenskern import registry
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # JIT backends compile on the first call of every new shape: no deadline, and
 # a bounded number of examples (raise it with LENSKERN_EXAMPLES for a soak).
@@ -188,3 +191,36 @@ def pytest_sessionfinish(session, exitstatus):
     if _machine_file_state() != _MACHINE_FILE_AT_START:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         print(f"\nFAILED: the tests changed {_REAL_MACHINE_FILE} (asv calls must run under asv_env)")
+
+
+# --- A clone with a planted change --------------------------------------------
+# The alert's tests and the PR workflow's test both judge three commits: this
+# checkout's HEAD, HEAD plus a planted slowdown, and HEAD plus a README edit.
+
+
+def git(repo: Path, *args: str) -> str:
+    """git in ``repo`` with a throwaway identity; its stdout, stripped."""
+    identity = ["-c", "user.name=lenskern tests", "-c", "user.email=tests@example.invalid"]
+    return subprocess.run(["git", "-C", str(repo), *identity, *args], check=True, capture_output=True,
+                          text=True).stdout.strip()  # fmt: skip
+
+
+def clone_with_plant(repo: Path, path: str, plant: tuple[str, ...], message: str) -> tuple[str, str, str]:
+    """Clone this checkout into ``repo``; commit ``plant`` (pairs of old, new
+    text, each old found exactly once) in ``path``, and on a branch
+    ``unchanged`` an edit of the README alone. Returns (base, planted,
+    unchanged) and leaves ``unchanged`` checked out."""
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    base = git(repo, "rev-parse", "HEAD")
+    target = repo / path
+    text = target.read_text()
+    for old, new in zip(plant[::2], plant[1::2]):
+        assert text.count(old) == 1, f"the plant no longer finds {old!r} in {path}"
+        text = text.replace(old, new)
+    target.write_text(text)
+    git(repo, "commit", "-qam", message)
+    planted = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "-b", "unchanged", base)
+    (repo / "README.md").write_text((repo / "README.md").read_text() + "\nA line.\n")
+    git(repo, "commit", "-qam", "touch only the README")
+    return base, planted, git(repo, "rev-parse", "HEAD")

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import workflow_runner
 
+from conftest import clone_with_plant, git
+
 pytest.importorskip("asv")
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "benchmarks-pr.yml"
@@ -60,29 +62,16 @@ def runner():
     return user, home, venv / "bin"
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid",
-                           *args], check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def workspace(runner):
     """A clean clone the runner owns, with a planted and an unchanged commit."""
     user, home, _ = runner
     work = Path(tempfile.mkdtemp(prefix="pr-", dir=home))
     repo = work / "repo"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
-    base = _git(repo, "rev-parse", "HEAD")
-    backend = repo / "lenskern" / "backends" / "numpy.py"
-    assert backend.read_text().count(PLANT[0]) == 1, "the planted pass no longer finds its line"
-    backend.write_text(backend.read_text().replace(*PLANT))
-    _git(repo, "commit", "-qam", "plant one more pass in the noise normalization")
-    planted = _git(repo, "rev-parse", "HEAD")
-    _git(repo, "checkout", "-q", "-b", "unchanged", base)
-    (repo / "README.md").write_text((repo / "README.md").read_text() + "\nA line.\n")
-    _git(repo, "commit", "-qam", "touch only the README")
-    unchanged = _git(repo, "rev-parse", "HEAD")
-    _git(repo, "checkout", "-q", planted)
+    base, planted, unchanged = clone_with_plant(
+        repo, "lenskern/backends/numpy.py", PLANT, "plant one more pass in the noise normalization"
+    )
+    git(repo, "checkout", "-q", planted)
     if user:
         subprocess.run(["chown", "-R", f"{user[0]}:{user[1]}", str(work)], check=True)
     yield repo, base, planted, unchanged
