@@ -21,6 +21,34 @@ ARCSEC_TO_RADIANS = math.pi / 648000.0
 RIDGE = 1e-8
 
 
+# --- The domain every kernel is defined on -------------------------------------
+# float64 holds magnitudes from 2.2e-308 (below: subnormal, with fewer
+# digits, then 0) up to 1.8e308. Inputs are bounded so that every product
+# the pipeline forms stays a normal number: every non-zero magnitude of a
+# measured value (visibilities, noise, weights, coordinates, the coefficient,
+# the examples' arrays) lies in [1/MAX_MAGNITUDE, MAX_MAGNITUDE], so a
+# product or quotient of four stays within 1e-200..1e200; an earlier
+# kernel's output (an offset table, sum_k 1/sigma_k^2 <= K 1e100) in
+# [1/MAX_DERIVED, MAX_DERIVED], so T^T W T <= 1e220 M^2 B^2. Real data sit
+# far inside (visibilities in Jy, noise 1e-3 to 1e3). Solves can still
+# overflow on a near-singular F + H; those results are checked after the call.
+
+#: Largest magnitude of a measured input; 1/MAX_MAGNITUDE its smallest non-zero one.
+MAX_MAGNITUDE = 1e50
+#: Largest magnitude of an earlier kernel's output given as an input;
+#: 1/MAX_DERIVED its smallest non-zero one.
+MAX_DERIVED = 1e120
+#: Largest phase 2 pi (|u| dx + |v| dy) over the baselines and the pixel
+#: separations, in radians. float64 resolves a phase of 1e6 to 1.2e-10 rad
+#: (its spacing there), so beyond it cos(phase) has fewer than ten correct
+#: digits in any implementation, and a type-3 NUFFT's fine grid (about
+#: (4/pi) x phase points per axis, FINUFFT's rule with upsampling 2) would
+#: need terabytes. The generator's problems (|uv| <= 0.4/d, separations up
+#: to (N - 1) d) reach 2 pi 0.4 (N - 1) per axis: 1.5e3 rad at the science
+#: size N = 300.
+MAX_PHASE = 1e6
+
+
 def pixel_centres(native_index: np.ndarray, shape_native: tuple[int, int], pixel_scale: float) -> np.ndarray:
     """(y, x) in radians of the pixels at ``native_index`` (SPEC section 1):
     ``y = -(r - (Ny-1)/2) d``, ``x = (c - (Nx-1)/2) d``, d the pixel scale in
@@ -87,6 +115,21 @@ def nufft_operations(points: int, modes: int) -> float:
     point, N = 4 modes)."""
     fine = 4 * modes
     return 2 * 225 * points + 5 * 4 * fine * math.log2(fine + 1)
+
+
+def nufft_type3_bytes(grid: np.ndarray, uv: np.ndarray) -> float:
+    """Bytes of a type-3 NUFFT's fine grid (the dirty image's transform),
+    which grows with the phases, not with M or K: per axis about
+    2 sigma X S / pi + 2 w points for sources of half-width X = 2 pi max|u|,
+    targets of half-width S = max|x|, upsampling sigma = 2 and kernel width
+    w ~ 15 (FINUFFT's type-3 grid rule; ducc0's is alike), in complex128,
+    doubled for the FFT's workspace."""
+    points = 1.0
+    for uv_axis, grid_axis in ((0, 1), (1, 0)):  # u pairs with x, v with y
+        half_width_sources = TWO_PI * float(np.abs(uv[:, uv_axis]).max())
+        half_width_targets = float(np.abs(grid[:, grid_axis]).max())
+        points *= 4.0 / math.pi * half_width_sources * half_width_targets + 2 * 15
+    return 2 * 16 * points
 
 
 def fft_curvature_operations(S: int, M: int, B: int, Ny: int, Nx: int, **_) -> float:  # noqa: N803

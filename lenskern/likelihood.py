@@ -69,7 +69,9 @@ class Likelihood:
         if missing:
             raise TypeError(f"Likelihood needs input(s) {', '.join(map(repr, missing))}")
         numpy_backend = self._setup(impl, STAGES)
-        data = validate.check({name: inputs[name] for name in DATA_INPUTS})
+        # A mask given beside native_index must be the same pixels (validate checks the pair).
+        given = DATA_INPUTS + (("mask",) if "mask" in inputs else ())
+        data = validate.check({name: inputs[name] for name in given})
         # The offset table on the grid cropped to the mask's bounding box: W
         # depends on pixel offsets only, so the curvature is the same from a
         # smaller table. The dirty image on the original grid and data: its
@@ -83,11 +85,22 @@ class Likelihood:
         self.noise_normalization = float(self._compute("noise_normalization", data))
 
     def _setup(self, impl: dict[str, str] | None, stages: tuple[str, ...]) -> Any:
+        if impl is not None and not isinstance(impl, dict):
+            raise TypeError(
+                f"impl: expected a dict {{kernel: implementation name}}, e.g. "
+                f"{{'curvature_matrix': 'numba.tiled'}}, got {type(impl).__name__}"
+            )
         self.impl = dict(impl or {})
-        unknown = sorted(set(self.impl) - set(stages))
+        unknown = sorted(map(str, set(self.impl) - set(stages)))
         if unknown:
             raise ValueError(f"impl: names kernel(s) {unknown}; this Likelihood computes {list(stages)}")
         self._chosen: dict[str, registry.Implementation] = {}
+        for kernel, name in self.impl.items():  # here, not at the first call
+            if not isinstance(name, str):
+                raise TypeError(
+                    f"impl: {kernel}'s implementation must be a name (str), got {type(name).__name__}"
+                )
+            self._chosen[kernel] = registry.implementation(kernel, name)
         from lenskern.backends import numpy as numpy_backend  # here: `import lenskern` loads no backend
 
         self._evidence_from_parts = numpy_backend.evidence_from_parts
@@ -165,16 +178,13 @@ class Likelihood:
         return cls.from_parts(**partial.parts(), impl=impl)
 
     def _compute(self, kernel: str, inputs: dict[str, Any]) -> Any:
-        chosen = self._chosen.get(kernel)
-        if chosen is None:
-            name = self.impl.get(kernel)
-            chosen = registry.implementation(kernel, name) if name else registry.recommended(kernel, inputs)
-            missing = [n for n in chosen.inputs if n not in inputs]
-            if missing:  # e.g. an implementation that needs W, which a Likelihood never forms
-                raise ValueError(f"impl: {chosen.name} needs {missing}, which a Likelihood does not have")
-            self._chosen[kernel] = chosen
-        # Inputs were validated once, by the caller: call the function itself.
-        return chosen.function(**{n: inputs[n] for n in chosen.inputs})
+        chosen = self._chosen.get(kernel) or registry.recommended(kernel, inputs)
+        missing = [n for n in chosen.inputs if n not in inputs]
+        if missing:  # e.g. an implementation that needs W, which a Likelihood never forms
+            raise ValueError(f"impl: {chosen.name} needs {missing}, which a Likelihood does not have")
+        self._chosen[kernel] = chosen
+        # Inputs were validated once, by the caller: run on them as they are.
+        return chosen.run(inputs)
 
     def log_evidence(self, **inputs: Any) -> float:
         """The log evidence for a new mapping, neighbours and coefficient.
@@ -198,7 +208,12 @@ class Likelihood:
         data = self._compute("data_vector", given)
         curvature = self._compute("curvature_matrix", given)
         regularization = self._compute("regularization_matrix", given)
-        return self._evidence_from_parts(
+        value = self._evidence_from_parts(
             np.asarray(curvature), np.asarray(regularization), np.asarray(data),
             self.chi2_data, self.noise_normalization,
         )  # fmt: skip
+        if not np.isfinite(value):
+            raise ValueError(
+                "log_evidence: not finite for these inputs (a near-singular F + H, or an overflow)"
+            )
+        return value

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,6 +151,51 @@ def table_size(Ny: int, Nx: int) -> int:  # noqa: N803  the symbols of SPEC sect
     return (2 * Ny - 1) * (2 * Nx - 1)
 
 
+#: Float64 entries of each kernel's output, by the symbols of SPEC section 4:
+#: the least any implementation allocates (see :func:`estimated_bytes`).
+OUTPUT_ENTRIES: dict[str, Callable[..., int]] = {
+    "w_tilde": lambda M, **_: M * M,
+    "w_offsets": lambda Ny, Nx, **_: table_size(Ny, Nx),
+    "w_tilde_from_offsets": lambda M, **_: M * M,
+    "dirty_image": lambda M, **_: M,
+    "mapping_matrix": lambda M, S, **_: M * S,
+    "data_vector": lambda S, **_: S,
+    "curvature_matrix": lambda S, **_: S * S,
+    "regularization_matrix": lambda S, **_: S * S,
+    "reconstruction": lambda S, **_: S * S,  # F + H and its factor
+    "noise_normalization": lambda **_: 1,
+    "log_evidence": lambda S, **_: 3 * S * S,  # F, H and F + H's factor
+    "quadratic_formula": lambda n, **_: n,
+    "fma": lambda n, **_: n,
+    "fused_expression": lambda n, **_: n,
+}
+
+
+def available_bytes() -> int:
+    """Memory this process may still allocate: Linux's MemAvailable (free
+    plus reclaimable cache), else the physical memory."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+#: Calls estimated below this many bytes (64 MiB) skip the check against the
+#: memory available: reading /proc/meminfo took 28 us on this project's
+#: 2-core VM (timeit of available_bytes, 2026-12-05), as much as a tiny
+#: problem's whole call, which a sampler repeats thousands of times.
+ALWAYS_FITS_BYTES = 1 << 26
+
+
+def _size(count: float) -> str:
+    """Bytes in MiB or GiB, for messages."""
+    return f"{count / 2**30:.3g} GiB" if count >= 2**30 else f"{count / 2**20:.3g} MiB"
+
+
 @dataclass(frozen=True)
 class Implementation:
     """One way to compute one kernel on one backend, and all that is known of it.
@@ -169,6 +215,10 @@ class Implementation:
     #: The implementation large tiers check the others against, where the
     #: reference would take minutes (one per kernel, on NumPy).
     oracle: bool = False
+    #: Bytes of temporaries beyond the output, from the checked inputs, for
+    #: algorithms whose working set is not set by the sizes alone (a type-3
+    #: NUFFT's fine grid grows with the phases); see :func:`implements`.
+    memory: Callable[..., float] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -182,6 +232,14 @@ class Implementation:
     def estimated_seconds(self, sizes: Mapping[str, Any]) -> float:
         return self.cost.seconds(sizes)
 
+    def estimated_bytes(self, checked: Mapping[str, Any]) -> float:
+        """Bytes this call will allocate: its output, plus its declared temporaries."""
+        entries = OUTPUT_ENTRIES[self.kernel](**validate.sizes(dict(checked)))
+        extra = 0.0
+        if self.memory is not None:
+            extra = self.memory(**{name: checked[name] for name in inspect.signature(self.memory).parameters})
+        return 8.0 * entries + float(extra)
+
     def bind(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Select, check and convert the inputs this implementation takes."""
         missing = [name for name in self.inputs if name not in inputs]
@@ -191,8 +249,26 @@ class Implementation:
             )
         return validate.check({name: inputs[name] for name in self.inputs})
 
+    def run(self, checked: Mapping[str, Any]) -> Any:
+        """The call on inputs :func:`validate.check` returned: refused above
+        the memory available, and its result checked to be finite."""
+        needed = self.estimated_bytes(checked)
+        if needed > ALWAYS_FITS_BYTES and needed > (available := available_bytes()):
+            raise MemoryError(
+                f"{self.kernel} by {self.name} would allocate about {_size(needed)}, "
+                f"more than the {_size(available)} available here; "
+                "a smaller problem, or the streamed form (lenskern.stream) for large K"
+            )
+        result = self.function(**{name: checked[name] for name in self.inputs})
+        if not np.isfinite(np.asarray(result)).all():
+            raise ValueError(
+                f"{self.kernel} by {self.name}: the result is not finite for these inputs, which are "
+                "inside the domain (lenskern.validate): a near-singular F + H, or an overflow in float64"
+            )
+        return result
+
     def __call__(self, **inputs: Any) -> Any:
-        return self.function(**self.bind(inputs))
+        return self.run(self.bind(inputs))
 
 
 class Implementations(dict):
@@ -210,6 +286,7 @@ class _Definition:
     inputs: tuple[str, ...]
     cost: Cost
     oracle: bool
+    memory: Callable[..., float] | None
 
 
 #: module name -> the kernels it defines, in definition order.
@@ -217,12 +294,16 @@ _DEFINITIONS: dict[str, list[_Definition]] = {}
 _REGISTRY: dict[str, dict[str, Implementation]] = {k: {} for k in KERNELS + EXAMPLES}
 
 
-def implements(kernel: str, algorithm: str, cost: Cost, oracle: bool = False) -> Callable:
+def implements(
+    kernel: str, algorithm: str, cost: Cost, oracle: bool = False, memory: Callable[..., float] | None = None
+) -> Callable:
     """Declare the decorated function as the ``algorithm`` of ``kernel``.
 
     Its inputs are its parameter names, which must be canonical; ``cost`` is
     its docstring's cost line as a :class:`Cost`; ``oracle`` marks the
-    implementation large benchmark tiers check the others against. It is
+    implementation large benchmark tiers check the others against;
+    ``memory``, a function of canonical inputs by name, the bytes of
+    temporaries beyond the output where the sizes alone do not set them. It is
     registered as ``<backend>.<algorithm>`` under every backend of
     :data:`BACKENDS` whose module defines it, when that backend loads.
     """
@@ -239,7 +320,7 @@ def implements(kernel: str, algorithm: str, cost: Cost, oracle: bool = False) ->
         defined = _DEFINITIONS.setdefault(function.__module__, [])
         if any(d.kernel == kernel and d.algorithm == algorithm for d in defined):
             raise ValueError(f"{kernel}: {algorithm} defined twice in {function.__module__}")
-        defined.append(_Definition(kernel, algorithm, function, inputs, cost, oracle))
+        defined.append(_Definition(kernel, algorithm, function, inputs, cost, oracle, memory))
         return function
 
     return decorate
@@ -276,7 +357,7 @@ def load_backend(backend: str) -> bool:
         for d in _DEFINITIONS.get(declared.module, ()):
             function = place(d.function, declared.device) if place else d.function
             impl = Implementation(d.kernel, backend, d.algorithm, function, d.inputs, d.cost,
-                                  declared.device, d.oracle)  # fmt: skip
+                                  declared.device, d.oracle, d.memory)  # fmt: skip
             _REGISTRY[d.kernel][impl.name] = impl
     return backend not in UNAVAILABLE
 
@@ -485,6 +566,10 @@ def compute(kernel: str, impl: str | None = None, **inputs: Any) -> Any:
     the installed backends and the given inputs.
     """
     _check_kernel(kernel)
+    if impl is not None and not isinstance(impl, str):
+        raise TypeError(
+            f"impl: expected an implementation name such as 'numpy.direct', got {type(impl).__name__}"
+        )
     checked = validate.check({name: value for name, value in inputs.items() if name in validate.SPECS})
     if impl is None:
         chosen = recommended(kernel, checked)
@@ -502,4 +587,4 @@ def compute(kernel: str, impl: str | None = None, **inputs: Any) -> Any:
         raise TypeError(
             f"{kernel} implementation {chosen.name!r} needs input(s) {', '.join(map(repr, missing))}"
         )
-    return chosen.function(**{name: checked[name] for name in chosen.inputs})
+    return chosen.run(checked)

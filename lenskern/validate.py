@@ -15,19 +15,33 @@ from typing import Any
 
 import numpy as np
 
-from lenskern.conventions import ARCSEC_TO_RADIANS, pixel_centres
+from lenskern.conventions import (
+    ARCSEC_TO_RADIANS,
+    MAX_DERIVED,
+    MAX_MAGNITUDE,
+    MAX_PHASE,
+    TWO_PI,
+    pixel_centres,
+)
+
+#: The largest n_sources (or any integer scalar): an int64.
+_MAX_INT = np.iinfo(np.int64).max
 
 
 @dataclass(frozen=True)
 class Array:
     kind: str  # "float", "int", "bool" or "complex"
     shape: tuple[str | int, ...]
+    #: > 0 (the kernels divide by it)
     positive: bool = False
+    #: an earlier kernel's output, bounded by MAX_DERIVED (else MAX_MAGNITUDE)
+    derived: bool = False
 
 
 @dataclass(frozen=True)
 class Scalar:
     kind: str  # "float" or "int"
+    #: > 0
     positive: bool = False
 
 
@@ -53,13 +67,13 @@ SPECS: dict[str, Array | Scalar | ShapeNative] = {
     "neighbors": Array("int", ("S", "P")),
     "neighbors_sizes": Array("int", ("S",)),
     "coefficient": Scalar("float"),
-    "w_tilde": Array("float", ("M", "M")),
-    "w_offsets": Array("float", ("2Ny-1", "2Nx-1")),
-    "dirty_image": Array("float", ("M",)),
+    "w_tilde": Array("float", ("M", "M"), derived=True),
+    "w_offsets": Array("float", ("2Ny-1", "2Nx-1"), derived=True),
+    "dirty_image": Array("float", ("M",), derived=True),
     "mapping_matrix": Array("float", ("M", "S")),
-    "data_vector": Array("float", ("S",)),
-    "curvature_matrix": Array("float", ("S", "S")),
-    "regularization_matrix": Array("float", ("S", "S")),
+    "data_vector": Array("float", ("S",), derived=True),
+    "curvature_matrix": Array("float", ("S", "S"), derived=True),
+    "regularization_matrix": Array("float", ("S", "S"), derived=True),
     # the seeds' small JIT examples
     "a": Array("float", ("n",)),
     "b": Array("float", ("n",)),
@@ -104,7 +118,10 @@ class _Sizes:
 def _array(name: str, value: Any, spec: Array, sizes: _Sizes) -> np.ndarray:
     if isinstance(value, str | bytes) or value is None:
         raise TypeError(f"{name}: expected {_KIND_WORDS[spec.kind]}, got {type(value).__name__}")
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except ValueError as error:  # a ragged nested list
+        raise ValueError(f"{name}: not a rectangular array ({error})") from None
     if array.dtype.kind not in _ACCEPTED_KINDS[spec.kind]:
         raise TypeError(f"{name}: expected {_KIND_WORDS[spec.kind]}, got dtype {array.dtype}")
     if array.ndim != len(spec.shape):
@@ -122,8 +139,24 @@ def _array(name: str, value: Any, spec: Array, sizes: _Sizes) -> np.ndarray:
         else:
             sizes.bind(symbol, size, name, shape_text)
     array = np.ascontiguousarray(array, dtype=_DTYPE[spec.kind])
-    if spec.kind in ("float", "complex") and not np.isfinite(array).all():
-        raise ValueError(f"{name}: contains NaN or infinite values")
+    if spec.kind in ("float", "complex"):
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name}: contains NaN or infinite values")
+        limit = MAX_DERIVED if spec.derived else MAX_MAGNITUDE
+        magnitude = np.abs(array)
+        largest = float(magnitude.max())
+        if largest > limit:
+            raise ValueError(
+                f"{name}: magnitude {largest:.3g} is outside the kernels' domain (at most {limit:g}, "
+                "so that every product the pipeline forms stays finite in float64)"
+            )
+        smallest = float(magnitude[magnitude > 0].min()) if largest > 0 else 0.0
+        if 0 < smallest < 1 / limit:
+            raise ValueError(
+                f"{name}: non-zero magnitude {smallest:.3g} is outside the kernels' domain (at least "
+                f"{1 / limit:g}, so that no product underflows to a subnormal or 0 in float64); "
+                "rescale it, or write 0"
+            )
     if spec.positive and not (array > 0).all():
         raise ValueError(f"{name}: every value must be > 0, got minimum {array.min()!r}")
     return array
@@ -138,12 +171,19 @@ def _scalar(name: str, value: Any, spec: Scalar) -> float | int:
         if not isinstance(value, numbers.Integral):
             raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
         value = int(value)
+        if abs(value) > _MAX_INT:
+            raise ValueError(f"{name}: {value} does not fit a 64-bit integer")
     else:
         if not isinstance(value, numbers.Real):
             raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
         value = float(value)
         if not np.isfinite(value):
             raise ValueError(f"{name}: must be finite, got {value!r}")
+        if abs(value) > MAX_MAGNITUDE or 0 < abs(value) < 1 / MAX_MAGNITUDE:
+            raise ValueError(
+                f"{name}: {value!r} is outside the kernels' domain "
+                f"({1 / MAX_MAGNITUDE:g} to {MAX_MAGNITUDE:g} in magnitude, or 0)"
+            )
     if spec.positive and not value > 0:
         raise ValueError(f"{name}: must be > 0, got {value!r}")
     return value
@@ -173,6 +213,111 @@ def _check_index_range(name: str, index: np.ndarray, n_sources: int | None, what
         raise ValueError(
             f"{name}: {what} must be < S = {n_sources} (the number of source pixels), got {index.max()}"
         )
+
+
+def largest_phase(checked: dict[str, Any]) -> tuple[float, str] | None:
+    """The largest phase 2 pi (|u| x + |v| y) any kernel forms on checked
+    inputs, and the geometry that set it; None without uv and a geometry.
+    The reach per axis is the largest pixel separation or coordinate."""
+    if "uv" not in checked:
+        return None
+    if "grid" in checked:
+        grid = checked["grid"]
+        reach_y, reach_x = (max(np.ptp(grid[:, axis]), np.abs(grid[:, axis]).max()) for axis in (0, 1))
+        geometry = "grid"
+    elif "pixel_scale" in checked and "shape_native" in checked:
+        d = checked["pixel_scale"] * ARCSEC_TO_RADIANS
+        ny, nx = checked["shape_native"]
+        reach_y, reach_x = (ny - 1) * d, (nx - 1) * d
+        geometry = "pixel_scale and shape_native"
+    else:
+        return None
+    uv = checked["uv"]
+    return float(TWO_PI * (np.abs(uv[:, 0]).max() * reach_x + np.abs(uv[:, 1]).max() * reach_y)), geometry
+
+
+def _check_phase(checked: dict[str, Any]) -> None:
+    """The phases stay within MAX_PHASE, so cos and sin keep their digits
+    and no NUFFT needs a grid beyond memory."""
+    found = largest_phase(checked)
+    if found is not None and found[0] > MAX_PHASE:
+        phase, geometry = found
+        raise ValueError(
+            f"uv: the phase 2 pi (u x + v y) reaches {phase:.3g} rad over the {geometry} given, "
+            f"beyond the {MAX_PHASE:g} rad where float64 keeps ten digits of cos(phase) "
+            "(is uv in wavelengths and pixel_scale in arcsec?)"
+        )
+
+
+#: How far from its mirror a symmetric input may be, relative to its
+#: largest entry: rounding in the kernels that made it, far below SPEC's 1e-9.
+_SYMMETRY_RTOL = 1e-10
+
+
+def _check_symmetry(checked: dict[str, Any]) -> None:
+    """The inputs SPEC defines as symmetric are, so no implementation that
+    reads half of one (the offset table's "half" forms, a Cholesky's lower
+    triangle) answers differently from one that reads all of it."""
+    mirrors = {
+        "w_offsets": (lambda a: a[::-1, ::-1], "w_offsets[-dr, -dc] must equal w_offsets[dr, dc]"),
+        "w_tilde": (np.transpose, "W must equal its transpose"),
+        "curvature_matrix": (np.transpose, "F must equal its transpose"),
+        "regularization_matrix": (np.transpose, "H must equal its transpose"),
+    }
+    for name, (mirror, rule) in mirrors.items():
+        if name in checked:
+            array = checked[name]
+            gap = float(np.abs(array - mirror(array)).max())
+            if gap > _SYMMETRY_RTOL * float(np.abs(array).max()):
+                raise ValueError(f"{name}: not symmetric ({rule}, SPEC section 2); off by up to {gap:.3g}")
+
+
+#: Entries of a redundant input compared with what the others imply (see
+#: _check_redundant): a wrong W or T is wrong almost everywhere, so a sample
+#: finds it at a cost independent of M.
+_SAMPLE = 64
+#: Their agreement: an offset table by a NUFFT carries NUFFT_EPS (1e-12)
+#: relative error; a sign or a swapped input is wrong at order one.
+_REDUNDANT_RTOL = 1e-6
+
+
+def _sample(n: int) -> np.ndarray:
+    """Up to _SAMPLE indexes in [0, n), the first and last included, the
+    same every call."""
+    return np.unique(np.linspace(0, n - 1, min(n, _SAMPLE)).astype(np.int64))
+
+
+def _check_redundant(checked: dict[str, Any]) -> None:
+    """Inputs that say the same thing twice must agree: ``w_tilde`` with
+    ``w_offsets`` at ``native_index``, and ``mapping_matrix`` with
+    ``pix_indexes``/``pix_weights``; on a sample of entries, so the check
+    costs O(_SAMPLE^2 + _SAMPLE B S), not a kernel's."""
+    if {"w_tilde", "w_offsets", "native_index"} <= checked.keys():
+        w, table, index = checked["w_tilde"], checked["w_offsets"], checked["native_index"]
+        ny, nx = ((n + 1) // 2 for n in table.shape)
+        rows = _sample(len(index))
+        i, j = np.meshgrid(rows, rows[::-1], indexing="ij")
+        implied = table[index[i, 0] - index[j, 0] + ny - 1, index[i, 1] - index[j, 1] + nx - 1]
+        bad = np.abs(w[i, j] - implied) > _REDUNDANT_RTOL * max(float(np.abs(table).max()), 1e-300)
+        if bad.any():
+            a, b = int(i[bad][0]), int(j[bad][0])
+            raise ValueError(
+                f"w_tilde: entry ({a}, {b}) is {float(w[a, b]):.6g} but w_offsets at native_index gives "
+                f"{float(implied[bad][0]):.6g}; give one of the two, or both from the same data"
+            )
+    if {"mapping_matrix", "pix_indexes", "pix_weights"} <= checked.keys():
+        t, slots, weights = checked["mapping_matrix"], checked["pix_indexes"], checked["pix_weights"]
+        rows = _sample(len(t))
+        implied = np.zeros((len(rows), t.shape[1]))
+        valid = slots[rows] >= 0
+        np.add.at(implied, (np.nonzero(valid)[0], slots[rows][valid]), weights[rows][valid])
+        bad = np.abs(t[rows] - implied) > _REDUNDANT_RTOL * max(float(np.abs(weights).max()), 1e-300)
+        if bad.any():
+            row = int(rows[np.nonzero(bad)[0][0]])
+            raise ValueError(
+                f"mapping_matrix: row {row} differs from what pix_indexes and pix_weights give; "
+                "give one of the two, or both from the same mapping"
+            )
 
 
 def _check_relations(checked: dict[str, Any], sizes: _Sizes) -> None:
@@ -229,6 +374,11 @@ def _check_relations(checked: dict[str, Any], sizes: _Sizes) -> None:
                     f"neighbors has {counted[row]} entries that are not -1"
                 )
 
+    # last: these read indexes and sizes the checks above have bounded
+    _check_phase(checked)
+    _check_symmetry(checked)
+    _check_redundant(checked)
+
 
 def _check_examples(checked: dict[str, Any]) -> None:
     """The seeds' examples are defined only where their square roots are real."""
@@ -244,6 +394,24 @@ def _check_examples(checked: dict[str, Any]) -> None:
             radicand = x * x + np.sin(x) * np.exp(-x)
         if not (np.isfinite(radicand) & (radicand >= 0)).all():
             raise ValueError("x: x^2 + sin(x) exp(-x) must be finite and >= 0 (true for x >= 0)")
+
+
+def sizes(checked: dict[str, Any]) -> dict[str, int]:
+    """The sizes by symbol (M, K, S, B, P, Ny, Nx, n, W) that checked inputs show."""
+    found: dict[str, int] = {}
+    for name, value in checked.items():
+        spec = SPECS[name]
+        if isinstance(spec, Array):
+            for symbol, size in zip(spec.shape, np.shape(value), strict=True):
+                if isinstance(symbol, str):
+                    found[symbol[1:-2] if symbol.startswith("2") else symbol] = (
+                        (size + 1) // 2 if symbol.startswith("2") else size
+                    )
+        elif isinstance(spec, ShapeNative):
+            found["Ny"], found["Nx"] = value
+        elif name == "n_sources":
+            found["S"] = value
+    return found
 
 
 def check(inputs: dict[str, Any]) -> dict[str, Any]:

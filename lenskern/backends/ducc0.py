@@ -19,7 +19,7 @@ import ducc0
 import numpy as np
 
 from lenskern import conventions
-from lenskern.conventions import ARCSEC_TO_RADIANS, TWO_PI, nufft_operations, nufft_threads
+from lenskern.conventions import ARCSEC_TO_RADIANS, TWO_PI, nufft_operations, nufft_threads, nufft_type3_bytes
 from lenskern.registry import Cost, implements, table_size
 
 OTHER_KERNELS = "NUFFT kernels only"  # ducc0 is a NUFFT library
@@ -85,6 +85,7 @@ def w_offsets_nufft(uv, noise, pixel_scale, shape_native):
     "dirty_image",
     "nufft",
     Cost("flop", lambda Ny, Nx, K, M, **_: nufft_operations(K + M, table_size(Ny, Nx))),
+    memory=nufft_type3_bytes,
 )
 def dirty_image_nufft(grid, uv, noise, visibilities):
     """The dirty image as one type-3 NUFFT (ducc0's nu2nu): sources at

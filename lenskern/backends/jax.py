@@ -53,6 +53,7 @@ from lenskern.conventions import (
     TWO_PI,
     nufft_operations,
     nufft_threads,
+    nufft_type3_bytes,
 )
 from lenskern.registry import Cost, implements, table_size
 
@@ -351,6 +352,19 @@ def _regularization_scatter(coefficient, neighbors, neighbors_sizes):
     return h.at[jnp.arange(s_count)[:, None], jnp.where(valid, neighbors, 0)].add(jnp.where(valid, -c2, 0.0))
 
 
+def _factored(result, *matrices: str):
+    """``result``, or numpy.linalg.LinAlgError where a Cholesky factorisation
+    failed: JAX's returns NaN for a matrix that is not positive definite
+    (its documented behaviour), where NumPy and Numba raise. Inputs are
+    finite and bounded (lenskern.validate), so NaN here means a failed
+    factorisation."""
+    if bool(jnp.isnan(result).any()):
+        raise np.linalg.LinAlgError(
+            f"{' or '.join(matrices)} is not positive definite (JAX's Cholesky gave NaN)"
+        )
+    return result
+
+
 @jax.jit
 def _reconstruction_cholesky(curvature_matrix, regularization_matrix, data_vector):
     factor = jax.scipy.linalg.cho_factor(curvature_matrix + regularization_matrix, lower=True)
@@ -594,6 +608,7 @@ def w_offsets_nufft(uv, noise, pixel_scale, shape_native):
     "dirty_image",
     "nufft",
     Cost("flop", lambda Ny, Nx, K, M, **_: nufft_operations(K + M, table_size(Ny, Nx))),
+    memory=nufft_type3_bytes,
 )
 def dirty_image_nufft(grid, uv, noise, visibilities):
     """The dirty image as one type-3 NUFFT, by jax-finufft.
@@ -720,7 +735,7 @@ def reconstruction_cholesky(curvature_matrix, regularization_matrix, data_vector
     Cost: S^3 / 3 + 2 S^2 flops; memory S^2 floats.
     """
     source = _reconstruction_cholesky(curvature_matrix, regularization_matrix, data_vector)
-    return source
+    return _factored(source, "curvature_matrix + regularization_matrix")
 
 
 @implements("noise_normalization", "vector", Cost("trig", lambda K, **_: K))
@@ -775,7 +790,7 @@ def log_evidence_raw(
         neighbors_sizes=neighbors_sizes,
         coefficient=coefficient,
     )
-    return value
+    return _factored(value, "the regularization matrix H", "F + H")
 
 
 @implements(
@@ -818,7 +833,7 @@ def log_evidence_offsets(
         neighbors_sizes=neighbors_sizes,
         coefficient=coefficient,
     )
-    return value
+    return _factored(value, "the regularization matrix H", "F + H")
 
 
 @implements("quadratic_formula", "jit", Cost("flop", lambda n, **_: 7 * n))

@@ -21,6 +21,7 @@ from lenskern.conventions import (
     fft_curvature_operations,
     nufft_operations,
     nufft_threads,
+    nufft_type3_bytes,
     wrap_phase,
 )
 from lenskern.registry import Cost, implements, table_size
@@ -225,6 +226,7 @@ def dirty_image_gemv(grid, uv, noise, visibilities):
     "dirty_image",
     "nufft",
     Cost("flop", lambda Ny, Nx, K, M, **_: nufft_operations(K + M, table_size(Ny, Nx))),
+    memory=nufft_type3_bytes,
 )
 def dirty_image_nufft(grid, uv, noise, visibilities):
     """The dirty image as one type-3 (non-uniform to non-uniform) NUFFT:
