@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -47,9 +48,11 @@ def write_store(args: argparse.Namespace) -> None:
     from lenskern.store import write_generated
 
     start = time.perf_counter()
-    k_count = int(float(args.visibilities))
+    k_count = args.visibilities
     sizes = {"preset": args.grid, "K": k_count}
-    store = write_generated(args.path, sizes, seed=args.seed, chunk=args.chunk, channels=args.channels)
+    store = write_generated(
+        args.path, sizes, seed=args.seed, chunk=args.chunk, channels=args.channels, overwrite=args.overwrite
+    )
     seconds = time.perf_counter() - start
     print(f"wrote {store}: {seconds:.1f} s, {k_count / seconds:,.0f} visibilities/s")
 
@@ -89,26 +92,72 @@ def stream_store(args: argparse.Namespace) -> None:
     print(f"time by stage (summed over threads and workers): {stages}")
 
 
+def _count(text: str) -> int:
+    """A positive count written as 2e8 or 200000000."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 2e8, got {text!r}") from None
+    if not (value >= 1 and value == int(value)):
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(value)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
+    """The command line; bad input or bad data end in one line on stderr and
+    exit status 1 (2 for a bad argument, argparse's)."""
     parser = argparse.ArgumentParser(prog="python -m lenskern", description=__doc__)
+    try:
+        _main(parser, argv)
+    except (ValueError, TypeError, OSError, MemoryError) as error:
+        name = parser.prog + (f" {argv[0]}" if argv else f" {sys.argv[1]}" if len(sys.argv) > 1 else "")
+        print(f"{name}: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
+    from lenskern.problems import PRESETS
+
     commands = parser.add_subparsers(dest="command", required=True)
     table = commands.add_parser("table", help="print the README's tables generated from the registry")
     table.add_argument("--readme", type=Path, help="rewrite the tables inside this README instead")
     store = commands.add_parser("store", help="write a store of generated visibilities, a chunk at a time")
     store.add_argument("path", help="the store's folder (or a URL zarr opens)")
-    store.add_argument("--visibilities", "-K", default="1e7", help="how many, say 2e8 (default 1e7)")
-    store.add_argument("--channels", type=int, default=1, help="channels the visibilities are split over")
     store.add_argument(
-        "--grid", default="science", help="preset whose grid sets uv_max and the sky (science)"
+        "--visibilities", "-K", type=_count, default=10**7, help="how many, say 2e8 (default 1e7)"
     )
-    store.add_argument("--chunk", type=int, default=None, help="visibilities per stored chunk (2^22)")
+    store.add_argument(
+        "--channels", type=_positive, default=1, help="channels the visibilities are split over"
+    )
+    store.add_argument(
+        "--grid",
+        default="science",
+        choices=PRESETS,
+        help="preset whose grid sets uv_max and the sky (science)",
+    )
+    store.add_argument("--chunk", type=_positive, default=None, help="visibilities per stored chunk (2^22)")
     store.add_argument("--seed", type=int, default=0)
+    store.add_argument("--overwrite", action="store_true", help="replace a store already at path")
     stream = commands.add_parser("stream", help="sum a store into the likelihood's data parts, and time it")
     stream.add_argument("path", help="the store's folder (or a URL zarr opens)")
-    stream.add_argument("--grid", default="science", help="preset whose grid the parts are on (science)")
-    stream.add_argument("--chunk", type=int, default=None, help="visibilities per read (the store's chunk)")
+    stream.add_argument(
+        "--grid", default="science", choices=PRESETS, help="preset whose grid the parts are on (science)"
+    )
+    stream.add_argument(
+        "--chunk", type=_positive, default=None, help="visibilities per read (the store's chunk)"
+    )
     stream.add_argument("--scheduler", help="a Dask scheduler's address: sum on its workers")
-    stream.add_argument("--chunks-per-task", type=int, default=1, help="chunks per Dask task (1)")
+    stream.add_argument("--chunks-per-task", type=_positive, default=1, help="chunks per Dask task (1)")
     stream.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     stream.add_argument(
         "--library", choices=("ducc0", "finufft"), help="the NUFFT library (ducc0 where installed)"

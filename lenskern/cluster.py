@@ -46,6 +46,7 @@ from lenskern.stream import (
     chunk_error,
     open_store,
     plan_blocks,
+    read_block,
 )
 
 _local = threading.local()
@@ -76,13 +77,13 @@ def sum_chunks(
     the worker), as plain arrays and numbers, and ``{block: why}`` for bad
     chunks, whose sums are left out."""
     store, transform = _transform(path, geometry, chunk, eps, nthreads, library)
-    partial = Partial.zero(geometry, chunk)
+    partial = Partial.zero(geometry, chunk, store.identity)
     failed: dict[Block, str] = {}
     for block in blocks:
         begin = time.perf_counter()
-        arrays = store.read(block.channel, block.start, block.stop)
-        read = time.perf_counter()
         try:
+            arrays = read_block(store, block)
+            read = time.perf_counter()
             sums = transform(block, **arrays)
         except ValueError as error:
             failed[block] = str(error)
@@ -145,7 +146,7 @@ def accumulate(
         except Exception as error:  # the task itself died: only its chunks are lost
             failed.update({block: f"task failed: {type(error).__name__}: {error}" for block in group})
             continue
-        partial = partial + Partial(geometry_, partial.chunk, **sums)
+        partial = partial + Partial(geometry_, partial.chunk, store=store.identity, **sums)
         failed.update(bad)
         meter.update(sum(len(b) for b in group if b not in bad), len(group))
     meter.close()

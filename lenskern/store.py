@@ -32,8 +32,11 @@ short.
 Layout::
 
     <path>/                 group; attribute "lenskern": {"format": "visibilities",
-                            "version": 1, "channels": [names, in order]}
-    <path>/<channel>/       group; attribute "frequency" (Hz, or null)
+                            "version": 1, "chunk", "channels": [names, in order],
+                            "id" (random, per store), "complete", "identity",
+                            "geometry": {"shape_native", "pixel_scale"} or null}
+    <path>/<channel>/       group; attributes "frequency" (Hz, or null) and
+                            "manifest" ({array: {chunk key: bytes}}, set by finish)
         uv            (K_c, 2) float64     u, v in wavelengths (SPEC section 1)
         noise         (K_c,)   float64     sigma_k, the same for Re and Im
         visibilities  (K_c,)   complex128  V_k
@@ -42,6 +45,17 @@ each chunked along K by the store's ``chunk``. Values are not checked when
 written: :mod:`lenskern.stream` checks each chunk as it reads it and names the
 chunk that is bad (a store written by someone else can hold anything).
 
+**Completeness.** A writer calls :meth:`VisibilityStore.finish` last: it
+checks that every chunk of every array was written, records the chunk
+manifest (each chunk object's size) and an ``identity`` (a digest of the
+store's random id and that manifest), and sets ``complete``. Any later write
+clears ``complete``. :meth:`VisibilityStore.verify` - run before every sum -
+refuses a store that is not complete, whose arrays' dtypes or lengths are
+not the layout's, whose chunks differ from the manifest (a missing chunk,
+which Zarr would read as zeros, or a truncated one), or that was written for
+another geometry than the one asked for. Partial sums carry the identity, so
+a resume cannot mix two stores.
+
 UVFITS (through pyuvdata, the ``uvfits`` extra) is read by
 :func:`read_uvfits`; the mapping of its conventions to SPEC section 1 is in
 that function's docstring.
@@ -49,9 +63,14 @@ that function's docstring.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
+import shutil
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,8 +143,15 @@ class VisibilityStore:
 
         if int(chunk) < 1:
             raise ValueError(f"chunk: must be >= 1 visibility, got {chunk}")
-        group = zarr.open_group(str(path), mode="w" if overwrite else "w-")
-        group.attrs["lenskern"] = {**FORMAT, "chunk": int(chunk), "channels": []}
+        try:
+            group = zarr.open_group(str(path), mode="w" if overwrite else "w-")
+        except FileExistsError:
+            how = "overwrite=True (lenskern store --overwrite)"
+            raise ValueError(f"store: {path} already exists; pass {how} to replace it") from None
+        group.attrs["lenskern"] = {
+            **FORMAT, "chunk": int(chunk), "channels": [], "id": uuid.uuid4().hex, "complete": False,
+            "identity": None, "geometry": None,
+        }  # fmt: skip
         store = cls(group, str(path))
         store._compressors = compressors
         return store
@@ -165,6 +191,7 @@ class VisibilityStore:
             raise ValueError(f"channel: name {name!r} must be letters, digits, '_', '.' or '-'")
         if name in self.channels:
             raise ValueError(f"channel: {name!r} already exists in {self.path}")
+        self._mark_incomplete()
         group = self._group.create_group(name)
         group.attrs["frequency"] = None if frequency is None else float(frequency)
         for array, (dtype, tail) in ARRAYS.items():
@@ -190,6 +217,7 @@ class VisibilityStore:
         arrays = _arrays(uv, noise, visibilities)
         stop = start + len(arrays["noise"])
         group = self._channel(channel)
+        self._mark_incomplete()
         for name, values in arrays.items():
             array = group[name]
             if stop > array.shape[0]:
@@ -223,6 +251,132 @@ class VisibilityStore:
             for size in (self.size(name),)
             for index, start in enumerate(range(0, size, chunk))
         ]
+
+    # --- completeness and identity (the module docstring) ---------------------
+
+    @property
+    def meta(self) -> dict:
+        return dict(self._group.attrs["lenskern"])
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.meta.get("complete"))
+
+    @property
+    def identity(self) -> str | None:
+        """A digest of the store's id and chunk manifest, set by :meth:`finish`."""
+        return self.meta.get("identity")
+
+    @property
+    def geometry(self) -> dict | None:
+        """``{"shape_native", "pixel_scale"}`` the data were written for, or None."""
+        return self.meta.get("geometry")
+
+    def _set_meta(self, **values: Any) -> None:
+        self._group.attrs["lenskern"] = {**self.meta, **values}
+
+    def _mark_incomplete(self) -> None:
+        if self.meta.get("complete", True):  # stores of version 1 before markers read as complete
+            self._set_meta(complete=False, identity=None)
+
+    def _manifest(self, channel: str) -> dict[str, dict[str, int]]:
+        """``{array: {chunk key: bytes}}`` as stored now."""
+        from zarr.core.sync import sync
+
+        store, prefix = self._group.store, self._group.path
+
+        async def listing(array: str) -> dict[str, int]:
+            root = "/".join(part for part in (prefix, channel, array, "c") if part) + "/"
+            return {key[len(root) :]: await store.getsize(key) async for key in store.list_prefix(root)}
+
+        return {array: sync(listing(array)) for array in ARRAYS}
+
+    def _expected_chunks(self, channel: str) -> dict[str, list[str]]:
+        """The chunk keys each array of ``channel`` must have (K > 0)."""
+        group = self._channel(channel)
+        keys = {}
+        for array in ARRAYS:
+            n = math.ceil(group[array].shape[0] / self.chunk)
+            keys[array] = [f"{i}/0" if array == "uv" else f"{i}" for i in range(n)]
+        return keys
+
+    def _identity(self, manifests: dict[str, Any]) -> str:
+        text = json.dumps([self.meta["id"], self.chunk, manifests], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def finish(self, shape_native: Any = None, pixel_scale: float | None = None) -> None:
+        """Mark the store complete, last: every chunk written, the manifest
+        and identity recorded; ``shape_native``/``pixel_scale``, the geometry
+        the data were made for, if known. Raises ValueError if a chunk is missing."""
+        manifests = {}
+        for channel in self.channels:
+            manifest = self._manifest(channel)
+            for array, keys in self._expected_chunks(channel).items():
+                missing = [key for key in keys if key not in manifest[array]]
+                if missing:
+                    raise ValueError(
+                        f"store: channel {channel!r} {array} chunk {missing[0]} was never written"
+                    )
+            self._channel(channel).attrs["manifest"] = manifest
+            manifests[channel] = manifest
+        geometry = self.geometry
+        if shape_native is not None and pixel_scale is not None:
+            geometry = {"shape_native": [int(n) for n in shape_native], "pixel_scale": float(pixel_scale)}
+        self._set_meta(complete=True, identity=self._identity(manifests), geometry=geometry)
+
+    def verify(self, shape_native: Any = None, pixel_scale: float | None = None) -> None:
+        """Refuse, with a ValueError naming it, a store that is incomplete,
+        whose arrays are not the layout's, whose chunks differ from the
+        manifest, or that was written for another geometry than the one given."""
+        if not self.complete:
+            raise ValueError(
+                f"store: {self.path} is incomplete: its writer did not finish (killed, or failed); "
+                "write it again (lenskern store --overwrite), or call finish() after the last append"
+            )
+        manifests = {}
+        for channel in self.channels:
+            group = self._channel(channel)
+            lengths = set()
+            for array, (dtype, tail) in ARRAYS.items():
+                stored = group[array]
+                if stored.dtype != dtype or tuple(stored.shape[1:]) != tail:
+                    raise ValueError(
+                        f"store: channel {channel!r} {array} is {stored.dtype} {stored.shape}, "
+                        f"the layout says {np.dtype(dtype)} (K, {', '.join(map(str, tail))})".replace(
+                            ", )", ")"
+                        )
+                    )
+                lengths.add(stored.shape[0])
+            if len(lengths) != 1:
+                raise ValueError(
+                    f"store: channel {channel!r} uv, noise and visibilities differ in length "
+                    f"({', '.join(str(group[a].shape[0]) for a in ARRAYS)})"
+                )
+            recorded, manifest = group.attrs.get("manifest", {}), self._manifest(channel)
+            for array in ARRAYS:
+                for key, size in recorded.get(array, {}).items():
+                    now = manifest[array].get(key)
+                    if now != size:
+                        first = int(key.split("/")[0]) * self.chunk
+                        last = min(first + self.chunk, group[array].shape[0])
+                        where = f"visibilities {first}:{last}"
+                        state = "is missing" if now is None else f"has {now} bytes, {size} were written"
+                        raise ValueError(
+                            f"store: channel {channel!r} {array} chunk {key} ({where}) {state}; "
+                            "the store was changed or damaged after it was written"
+                        )
+            manifests[channel] = recorded
+        if self._identity(manifests) != self.identity:
+            raise ValueError(f"store: {self.path}'s identity does not match its manifest (edited by hand?)")
+        if self.geometry and shape_native is not None:
+            asked = {"shape_native": [int(n) for n in shape_native], "pixel_scale": float(pixel_scale)}
+            if asked != self.geometry:
+                written = self.geometry
+                raise ValueError(
+                    f"shape_native: the store was written for the geometry shape_native "
+                    f"{tuple(written['shape_native'])}, pixel_scale {written['pixel_scale']:g}; "
+                    f"{tuple(asked['shape_native'])}, {asked['pixel_scale']:g} was asked for"
+                )
 
     def _channel(self, channel: str) -> Any:
         if channel not in self.channels:
@@ -258,6 +412,20 @@ def _arrays(uv: Any, noise: Any, visibilities: Any) -> dict[str, np.ndarray]:
     }
 
 
+@contextmanager
+def _new_store(path: str | Path, chunk: int, overwrite: bool, create: dict) -> Iterator[VisibilityStore]:
+    """A store being written: removed again if the writer fails (a local
+    folder; elsewhere it stays, marked incomplete)."""
+    existed = Path(str(path)).exists()
+    store = VisibilityStore.create(path, chunk=chunk, overwrite=overwrite, **create)
+    try:
+        yield store
+    except BaseException:
+        if Path(str(path)).is_dir() and (overwrite or not existed):
+            shutil.rmtree(str(path), ignore_errors=True)
+        raise
+
+
 def write_problem(
     path: str | Path,
     problem: dict,
@@ -268,13 +436,15 @@ def write_problem(
 ) -> VisibilityStore:
     """A store holding ``problem``'s ``uv``, ``noise`` and ``visibilities``
     exactly (float64 and complex128 bits), as one channel, written a chunk
-    at a time."""
-    store = VisibilityStore.create(path, chunk=chunk, overwrite=overwrite, **create)
-    store.add_channel(channel)
-    k_count = len(problem["noise"])
-    for start in range(0, k_count, store.chunk):
-        part = slice(start, start + store.chunk)
-        store.append(channel, problem["uv"][part], problem["noise"][part], problem["visibilities"][part])
+    at a time; its geometry (``shape_native``, ``pixel_scale``) recorded
+    when the problem has one."""
+    with _new_store(path, chunk, overwrite, create) as store:
+        store.add_channel(channel)
+        k_count = len(problem["noise"])
+        for start in range(0, k_count, store.chunk):
+            part = slice(start, start + store.chunk)
+            store.append(channel, problem["uv"][part], problem["noise"][part], problem["visibilities"][part])
+        store.finish(problem.get("shape_native"), problem.get("pixel_scale"))
     return store
 
 
@@ -335,12 +505,16 @@ def write_generated(
 ) -> VisibilityStore:
     """A store of :func:`generate`'s visibilities, written as they are made
     (memory: one chunk). Channel frequencies are written as ratios to the
-    first channel's."""
-    store = VisibilityStore.create(path, chunk=chunk, overwrite=overwrite, **create)
-    for channel, ratio, arrays in generate(sizes, seed=seed, chunk=store.chunk, channels=channels):
-        if channel not in store.channels:
-            store.add_channel(channel, frequency=ratio)
-        store.append(channel, **arrays)
+    first channel's; the grid the sizes give is recorded as its geometry."""
+    from lenskern import problems
+
+    options = problems._options({"B": 1, "S": 1, **sizes} if isinstance(sizes, dict) else sizes)
+    with _new_store(path, chunk, overwrite, create) as store:
+        for channel, ratio, arrays in generate(sizes, seed=seed, chunk=store.chunk, channels=channels):
+            if channel not in store.channels:
+                store.add_channel(channel, frequency=ratio)
+            store.append(channel, **arrays)
+        store.finish(problems._mask(options).shape, float(options["pixel_scale"]))
     return store
 
 
@@ -411,24 +585,40 @@ def read_uvfits(
     """
     from pyuvdata import UVData
 
+    if isinstance(rows_per_read, bool) or not isinstance(rows_per_read, int) or rows_per_read < 1:
+        raise ValueError(f"rows_per_read: must be an integer >= 1, got {rows_per_read!r}")
     header = UVData()
-    header.read(str(filename), read_data=False)
+    try:
+        header.read(str(filename), read_data=False)
+    except FileNotFoundError:
+        raise ValueError(f"filename: no file {filename}") from None
+    except Exception as error:  # astropy and pyuvdata raise KeyError, OSError, ValueError... on a bad file
+        raise ValueError(
+            f"filename: {filename} is not a readable UVFITS file ({type(error).__name__}: {error})"
+        ) from None
     frequencies = np.asarray(header.freq_array, dtype=np.float64).ravel()
     spws = np.asarray(header.flex_spw_id_array).ravel()
     names = [f"spw{spw}-{i}" for i, spw in enumerate(spws)]
-    store = VisibilityStore.create(path, chunk=chunk, overwrite=overwrite, **create)
-    for name, frequency in zip(names, frequencies):
-        store.add_channel(name, frequency=float(frequency))
-    for first in range(0, header.Nblts, int(rows_per_read)):
-        uvdata = UVData()
-        uvdata.read(str(filename), blt_inds=np.arange(first, min(first + int(rows_per_read), header.Nblts)),
-                    strict_uvw_antpos_check=False)  # fmt: skip
-        data, sigma, usable = _stokes_i(uvdata, polarization)
-        uvw = np.asarray(uvdata.uvw_array, dtype=np.float64)
-        for f, (name, frequency) in enumerate(zip(names, frequencies)):
-            keep = usable[:, f]
-            uv = -uvw[keep, :2] * (frequency / SPEED_OF_LIGHT)
-            store.append(name, uv, sigma[keep, f], data[keep, f])
+    with _new_store(path, chunk, overwrite, create) as store:
+        for name, frequency in zip(names, frequencies):
+            store.add_channel(name, frequency=float(frequency))
+        for first in range(0, header.Nblts, rows_per_read):
+            uvdata = UVData()
+            rows = np.arange(first, min(first + rows_per_read, header.Nblts))
+            try:
+                uvdata.read(str(filename), blt_inds=rows, strict_uvw_antpos_check=False)
+            except Exception as error:
+                raise ValueError(
+                    f"filename: rows {rows[0]}:{rows[-1] + 1} of {filename} cannot be read "
+                    f"({type(error).__name__}: {error})"
+                ) from None
+            data, sigma, usable = _stokes_i(uvdata, polarization)
+            uvw = np.asarray(uvdata.uvw_array, dtype=np.float64)
+            for f, (name, frequency) in enumerate(zip(names, frequencies)):
+                keep = usable[:, f]
+                uv = -uvw[keep, :2] * (frequency / SPEED_OF_LIGHT)
+                store.append(name, uv, sigma[keep, f], data[keep, f])
+        store.finish()
     return store
 
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -116,10 +117,13 @@ class Partial:
     visibilities: int = 0
     done: frozenset = frozenset()
     seconds: dict = field(default_factory=dict)
+    #: the identity of the store summed (VisibilityStore.identity)
+    store: str = ""
 
     @classmethod
-    def zero(cls, geometry: Geometry, chunk: int) -> Partial:
-        return cls(geometry, int(chunk), np.zeros(geometry.table_shape), np.zeros(len(geometry.native_index)))
+    def zero(cls, geometry: Geometry, chunk: int, store: str = "") -> Partial:
+        table, image = np.zeros(geometry.table_shape), np.zeros(len(geometry.native_index))
+        return cls(geometry, int(chunk), table, image, store=store)
 
     def __add__(self, other: Partial) -> Partial:
         if not isinstance(other, Partial):
@@ -130,6 +134,10 @@ class Partial:
                 f"({other.geometry.shape_native}, chunk {other.chunk} vs {self.geometry.shape_native}, "
                 f"chunk {self.chunk})"
             )
+        if self.store and other.store and self.store != other.store:
+            raise ValueError(
+                f"start: partial sums of another store (identity {other.store}, this one {self.store})"
+            )
         both = self.done & other.done
         if both:
             raise ValueError(f"start: chunks {sorted(both)[:5]} would be counted twice")
@@ -138,6 +146,7 @@ class Partial:
             self.chi2_data + other.chi2_data, self.noise_normalization + other.noise_normalization,
             self.visibilities + other.visibilities, self.done | other.done,
             {k: self.seconds.get(k, 0.0) + other.seconds.get(k, 0.0) for k in self.seconds | other.seconds},
+            store=self.store or other.store,
         )  # fmt: skip
 
     def w_offsets(self) -> np.ndarray:
@@ -222,6 +231,16 @@ class ChunkTransform:
     ):
         self.geometry, self.chunk = geometry, int(chunk)
         self.eps = conventions.NUFFT_EPS if eps is None else float(eps)
+        if not MIN_ACCURACY_EPS >= self.eps > 0:
+            raise ValueError(
+                f"eps: the NUFFT's relative accuracy must be in (0, {MIN_ACCURACY_EPS:g}], got {eps!r} "
+                "(the default, conventions.NUFFT_EPS, is 1e-12)"
+            )
+        if nthreads is not None and (isinstance(nthreads, bool) or not isinstance(nthreads, numbers.Integral)
+                                     or nthreads < 0):  # fmt: skip
+            raise ValueError(
+                f"nthreads: must be an integer >= 0 (0: the library's own count), got {nthreads!r}"
+            )
         self.nthreads = conventions.nufft_threads(self.chunk) if nthreads is None else int(nthreads)
         self.library = nufft_library(self.eps) if library is None else library
         if self.library not in LIBRARIES:
@@ -291,6 +310,11 @@ class ChunkTransform:
             chi2, normalization, k_count, frozenset([block.key]), seconds,
         )  # fmt: skip
 
+
+#: The coarsest accuracy :class:`ChunkTransform` takes: SPEC section 3 holds
+#: approximate algorithms to 1e-7, and a coarser eps would answer below it
+#: without a word (eps = 1.0 ran 3.7e-5 off).
+MIN_ACCURACY_EPS = 1e-7
 
 #: The NUFFT libraries :class:`ChunkTransform` can use, in order of preference.
 LIBRARIES = ("ducc0", "finufft")
@@ -428,17 +452,34 @@ def _count(n: float) -> str:
     return f"{n:.0f}"
 
 
+def read_block(store: VisibilityStore, block: Block) -> dict[str, np.ndarray]:
+    """A block's arrays; a chunk that cannot be decoded (a truncated file, a
+    codec error) is a ValueError that names it, like bad values."""
+    try:
+        return store.read(block.channel, block.start, block.stop)
+    except Exception as error:  # Zarr and its codecs raise ValueError, OSError, RuntimeError...
+        raise ValueError(f"cannot be read ({type(error).__name__}: {error})") from None
+
+
 def open_store(store: VisibilityStore | str) -> VisibilityStore:
     return store if isinstance(store, VisibilityStore) else VisibilityStore.open(store)
 
 
 def plan_blocks(store: VisibilityStore, geometry: Geometry, chunk: int | None, start: Partial | None):
-    """The chunks to read, all of them, and the sums to start from."""
+    """The chunks to read, all of them, and the sums to start from, once the
+    store is verified (complete, its layout, its manifest, its geometry)."""
+    store.verify(geometry.shape_native, geometry.pixel_scale)
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral)):
+        raise TypeError(f"chunk: expected an integer number of visibilities, got {chunk!r}")
     chunk = store.chunk if chunk is None else int(chunk)
     blocks = store.blocks(chunk)
     if not blocks:
         raise ValueError(f"store: {store.path} holds no visibilities (K = 0)")
-    partial = Partial.zero(geometry, chunk)
+    partial = Partial.zero(geometry, chunk, store.identity)
+    if start is not None and not isinstance(start, Partial):
+        raise TypeError(
+            f"start: expected the partial sums of a ChunkError (error.partial), got {type(start).__name__}"
+        )
     if start is not None:
         partial = partial + start  # checks the geometry and the chunk size
         unknown = start.done - {block.key for block in blocks}
@@ -491,15 +532,14 @@ def accumulate(
     transform = ChunkTransform(geometry_, partial.chunk, eps=eps, nthreads=nthreads, library=library)
     meter = Progress(sum(map(len, todo)), len(todo), progress)
     with ThreadPoolExecutor(max_workers=1) as reader:
-        ahead = reader.submit(store.read, todo[0].channel, todo[0].start, todo[0].stop) if todo else None
+        ahead = reader.submit(read_block, store, todo[0]) if todo else None
         for i, block in enumerate(todo):
             waited = time.perf_counter()
-            arrays = ahead.result()
             if i + 1 < len(todo):
-                following = todo[i + 1]
-                ahead = reader.submit(store.read, following.channel, following.start, following.stop)
-            read = time.perf_counter()
+                following = reader.submit(read_block, store, todo[i + 1])
             try:
+                arrays = ahead.result()
+                read = time.perf_counter()
                 sums = transform(block, **arrays)
             except ValueError as error:
                 meter.close()
@@ -507,5 +547,7 @@ def accumulate(
             sums.seconds["read"] = read - waited
             partial = partial + sums
             meter.update(len(block))
+            if i + 1 < len(todo):
+                ahead = following
     meter.close()
     return partial

@@ -45,6 +45,7 @@ def split_store(path, problem: dict, cuts: list[int], chunk: int) -> VisibilityS
             store.append(
                 f"ch{channel}", problem["uv"][part], problem["noise"][part], problem["visibilities"][part]
             )
+    store.finish()
     return store
 
 
@@ -174,14 +175,16 @@ def bad_store(tmp_path, problem, chunk=50):
     noise, visibilities = problem["noise"].copy(), problem["visibilities"].copy()
     noise[120] = -1.0  # chunk 2
     visibilities[260] = np.nan  # chunk 5
-    VisibilityStore.open(store.path, mode="r+").write("0", 0, problem["uv"], noise, visibilities)
+    rewritten = VisibilityStore.open(store.path, mode="r+")
+    rewritten.write("0", 0, problem["uv"], noise, visibilities)
+    rewritten.finish()
     return store
 
 
 def repair(store, problem):
-    VisibilityStore.open(store.path, mode="r+").write(
-        "0", 0, problem["uv"], problem["noise"], problem["visibilities"]
-    )
+    rewritten = VisibilityStore.open(store.path, mode="r+")
+    rewritten.write("0", 0, problem["uv"], problem["noise"], problem["visibilities"])
+    rewritten.finish()
 
 
 def test_a_bad_chunk_is_named_and_the_sums_so_far_are_kept(tmp_path):

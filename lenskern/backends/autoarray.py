@@ -388,6 +388,7 @@ def streamed_terms(store, *, chunk: int | None = None, shape_native, pixel_scale
 
     util = _import_autoarray()[0]
     store = open_store(store)
+    store.verify(shape_native, pixel_scale)
     mask = _mask(np.asarray(native_index), shape_native, pixel_scales=(pixel_scale, pixel_scale))
 
     def chunks():
