@@ -62,3 +62,89 @@ def test_a_machine_record_names_its_gpu(tmp_path, monkeypatch):
     assert record["gpu"] == "1 x NVIDIA H100 80GB HBM3"
     stored = json.loads((tmp_path / ".asv-machine.json").read_text())["gpu-test"]
     assert stored["gpu"] == record["gpu"] and stored["machine"] == "gpu-test"
+
+
+def _results(machine: str, benchmarks: dict) -> None:
+    """What asv leaves in .asv/results after a run: the machine's folder and
+    the shared list of benchmarks."""
+    (machines.RESULTS / machine).mkdir(exist_ok=True)
+    (machines.RESULTS / machine / "machine.json").write_text(json.dumps({"machine": machine}))
+    (machines.RESULTS / "benchmarks.json").write_text(json.dumps({"version": 2, **benchmarks}, indent=4))
+
+
+def _branch_file(origin: Path, path: str) -> str:
+    return git("show", f"{machines.BRANCH}:{path}", cwd=origin)
+
+
+def test_machines_whose_benchmark_lists_differ_merge_them_and_never_push_a_conflict(origin, monkeypatch):
+    """Both rewrite asv's shared benchmarks.json: the second push rebases,
+    merges the lists by union and pushes; no conflict marker reaches the branch."""
+    cpu, gpu = clone(origin, "cpu"), clone(origin, "gpu")
+    for path in (cpu, gpu):
+        monkeypatch.chdir(path)
+        machines.checkout()
+    monkeypatch.chdir(cpu)
+    _results("node-128c", {"offsets.WTilde.time_call": {"params": ["cpu"]}})
+    assert machines.push("cpu results")
+    monkeypatch.chdir(gpu)
+    _results("gpu-runner", {"device.WTilde.time_call": {"params": ["gpu"]}})
+    # an earlier push of this machine stopped mid-rebase on the conflict (the bug: a rerun then
+    # committed the markers): the next push aborts it and merges
+    git("add", "-A", ".", cwd=machines.RESULTS)
+    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "gpu", cwd=machines.RESULTS)
+    git("fetch", "-q", "origin", machines.BRANCH, cwd=machines.RESULTS)
+    stopped = subprocess.run(["git", "rebase", "FETCH_HEAD"], cwd=machines.RESULTS, capture_output=True)
+    assert stopped.returncode != 0  # the conflict
+    assert machines.push("gpu results")
+    merged = _branch_file(origin, "benchmarks.json")
+    assert "<<<<<<<" not in merged and ">>>>>>>" not in merged
+    assert set(json.loads(merged)) == {"version", "offsets.WTilde.time_call", "device.WTilde.time_call"}
+    listing = git("ls-tree", "--name-only", machines.BRANCH, cwd=origin).split()
+    assert {"node-128c", "gpu-runner", "benchmarks.json"} <= set(listing)
+    assert not machines.push("nothing new")
+
+
+def test_two_machines_of_one_name_conflict_loudly_and_leave_no_rebase(origin, monkeypatch):
+    first, second = clone(origin, "first"), clone(origin, "second")
+    for path in (first, second):
+        monkeypatch.chdir(path)
+        machines.checkout()
+    for path, value in ((first, "one"), (second, "two")):
+        monkeypatch.chdir(path)
+        (machines.RESULTS / "same").mkdir()
+        (machines.RESULTS / "same" / "machine.json").write_text(json.dumps({"machine": value}))
+        if path == first:
+            assert machines.push("first")
+    with pytest.raises(RuntimeError, match=r"same/machine\.json changed on asv-results and here"):
+        machines.push("second")
+    assert not machines._rebasing()
+    assert json.loads(_branch_file(origin, "same/machine.json")) == {"machine": "one"}
+
+
+def test_push_without_a_results_worktree_says_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"^results: .* is not the results worktree; run `results checkout`"):
+        machines.push("anything")
+
+
+def _observatory(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    import sys
+
+    command = [sys.executable, "-m", "lenskern.observatory", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd)
+
+
+def test_the_observatory_command_line_says_one_line_and_exits_non_zero(tmp_path):
+    for args, code, text in [
+        (["serve", "--port", "99999"], 2, "argument --port: a port is 0-65535"),
+        (["results", "push"], 1, "results: error: results: .asv/results is not the results worktree"),
+        (
+            ["report", "--machine", "nowhere", "--commit", "abc"],
+            1,
+            "no results for commit abc on machine 'nowhere'",
+        ),
+    ]:
+        done = _observatory(*args, cwd=tmp_path)
+        assert done.returncode == code, (args, done.stderr)
+        assert text in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) <= 3, done.stderr  # argparse adds its usage lines

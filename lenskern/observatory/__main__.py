@@ -218,9 +218,39 @@ def _write_report(text: str, path: Path | None) -> None:
             handle.write(text + "\n")
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0-65535 (0: any free one), got {port}")
+    return port
+
+
+def _report(results: Path, machine: str, commit: str, tier: str) -> str:
+    if not results_by_threads(results, machine, commit):
+        known = sorted(p.name for p in results.iterdir() if p.is_dir()) if results.is_dir() else []
+        raise SystemExit(
+            f"no results for commit {commit[:8]} on machine {machine!r} in {results} "
+            f"(machines there: {', '.join(known) or 'none'})"
+        )
+    return report(results, machine, commit, tier)
+
+
 def main(argv: list[str] | None = None) -> None:
+    """The command line; bad input ends in one line on stderr and a non-zero exit."""
     parser = argparse.ArgumentParser(prog="python -m lenskern.observatory", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    try:
+        _main(parser, argv)
+    except (ValueError, RuntimeError, OSError) as error:
+        command = (argv if argv is not None else sys.argv[1:])[:1]
+        print(f"{parser.prog} {' '.join(command)}: error: {error}".replace("  ", " "), file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="the main job")
     run_parser.add_argument("--machine", default=platform.node() or "this-machine",
@@ -235,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
         "--results", type=Path, default=RESULTS, help=f"asv's results ({RESULTS}; the peers': {PEER_RESULTS})"
     )
     serve_parser = commands.add_parser("serve", help="serve the site on 127.0.0.1")
-    serve_parser.add_argument("--port", type=int, default=8080)
+    serve_parser.add_argument("--port", type=_port, default=8080)
     compare_parser = commands.add_parser("compare", help="asv continuous base..head, pinned")
     compare_parser.add_argument("base")
     compare_parser.add_argument("head")
@@ -298,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "publish":
         print(f"site: {publish()}")
     elif args.command == "report":
-        print(report(args.results, args.machine, args.commit or _head(), args.tier))
+        print(_report(args.results, args.machine, args.commit or _head(), args.tier))
     elif args.command == "serve":
         serve(args.port)
     elif args.command == "machine":

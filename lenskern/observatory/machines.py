@@ -77,19 +77,85 @@ def checkout(remote: str = "origin") -> Path:
     return RESULTS
 
 
+#: The one file every machine writes: asv's list of benchmarks, a JSON
+#: object keyed by benchmark name (plus "version"). Machines whose suites
+#: differ (a GPU runner lists device benchmarks a CPU node lacks) change it
+#: at once, so it is merged by union, never left with conflict markers.
+SHARED = "benchmarks.json"
+_AUTHOR = ("-c", "user.name=lenskern benchmarks", "-c", "user.email=actions@users.noreply.github.com")
+
+
+def _rebasing() -> bool:
+    """Whether a rebase is stopped in the results worktree (an earlier push that failed)."""
+    for name in ("rebase-merge", "rebase-apply"):
+        path = _git("rev-parse", "--git-path", name, cwd=RESULTS).stdout.strip()
+        if (RESULTS / path).exists() or Path(path).exists():
+            return True
+    return False
+
+
+def _union_benchmarks() -> None:
+    """Resolve a conflict in benchmarks.json by the union of both sides
+    (the branch's and this machine's), this machine's entry winning where
+    both list a benchmark."""
+    theirs = json.loads(_git("show", f":2:{SHARED}", cwd=RESULTS).stdout)  # the branch, rebased onto
+    ours = json.loads(_git("show", f":3:{SHARED}", cwd=RESULTS).stdout)  # this machine's commit
+    merged = {**theirs, **ours}
+    (RESULTS / SHARED).write_text(json.dumps(merged, indent=4, sort_keys=True) + "\n")
+    _git("add", SHARED, cwd=RESULTS)
+
+
+def _rebase_onto(remote: str) -> None:
+    """Rebase this machine's results commit onto the branch as pushed,
+    benchmarks.json merged by union; any other conflict aborts the rebase
+    (the worktree is left as before) and raises."""
+    _git("fetch", remote, BRANCH, cwd=RESULTS)
+    if _git(*_AUTHOR, "rebase", "FETCH_HEAD", cwd=RESULTS, check=False).returncode == 0:
+        return
+    while True:
+        conflicted = set(_git("diff", "--name-only", "--diff-filter=U", cwd=RESULTS).stdout.split())
+        if conflicted - {SHARED}:
+            _git("rebase", "--abort", cwd=RESULTS, check=False)
+            raise RuntimeError(
+                f"results push: {', '.join(sorted(conflicted - {SHARED}))} changed on {BRANCH} and here; "
+                "each machine writes only its own folder, so another machine wrote this one's "
+                "(two machines with one name?)"
+            )
+        if conflicted:
+            _union_benchmarks()
+        step = _git(*_AUTHOR, "-c", "core.editor=true", "rebase", "--continue", cwd=RESULTS, check=False)
+        if step.returncode == 0:
+            return
+        if not _git("diff", "--name-only", "--diff-filter=U", cwd=RESULTS).stdout.strip():
+            _git("rebase", "--abort", cwd=RESULTS, check=False)
+            raise RuntimeError(f"results push: the rebase onto {BRANCH} stopped: {step.stderr.strip()}")
+
+
 def push(message: str, remote: str = "origin", tries: int = 5) -> bool:
     """Commit the results worktree and push it to the results branch.
 
     Machines push at their own times; each writes only its own folder, so a
     push that lost a race is rebased onto the other machines' results and
-    tried again. Returns False when there was nothing to commit."""
+    tried again, asv's shared benchmarks.json merged by union. A rebase an
+    earlier push left stopped is aborted first, so no conflict marker is
+    ever committed. Returns False when there was nothing to commit."""
+    if not (RESULTS / ".git").exists():
+        raise ValueError(f"results: {RESULTS} is not the results worktree; run `results checkout` first")
+    if _rebasing():
+        _git("rebase", "--abort", cwd=RESULTS, check=False)
     _git("add", "-A", ".", cwd=RESULTS)
-    author = ["-c", "user.name=lenskern benchmarks", "-c", "user.email=actions@users.noreply.github.com"]
-    if _git(*author, "commit", "-m", message, cwd=RESULTS, check=False).returncode != 0:
-        return False
+    if _git(*_AUTHOR, "commit", "-m", message, cwd=RESULTS, check=False).returncode != 0:
+        if _git("status", "--porcelain", cwd=RESULTS).stdout.strip():
+            raise RuntimeError(f"results push: could not commit in {RESULTS}")
+        # nothing new to commit: push only what an earlier, failed push left
+        if _git("rev-parse", "--verify", "-q", "HEAD", cwd=RESULTS, check=False).returncode != 0:
+            return False
+        if _git("fetch", remote, BRANCH, cwd=RESULTS, check=False).returncode == 0:
+            ahead = _git("rev-list", "--count", "FETCH_HEAD..HEAD", cwd=RESULTS).stdout.strip()
+            if ahead == "0":
+                return False
     for _ in range(tries):
         if _git("push", remote, f"HEAD:refs/heads/{BRANCH}", cwd=RESULTS, check=False).returncode == 0:
             return True
-        _git("fetch", remote, BRANCH, cwd=RESULTS)
-        _git(*author, "rebase", "FETCH_HEAD", cwd=RESULTS)
+        _rebase_onto(remote)
     raise RuntimeError(f"could not push to {BRANCH} after {tries} tries")
