@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import asv_env
+from conftest import asv_env, clone_with_plant, git
 from lenskern.observatory import alert
 
 pytest.importorskip("asv")
@@ -62,11 +62,6 @@ def test_check_imports_wants_each_side_to_import_its_own_commit():
     assert "**Broken**" in report and "- base: wrong" in report
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory):
     """A clone with three commits: base, base + a 2x slower NumPy dirty image,
@@ -75,26 +70,13 @@ def clone(tmp_path_factory):
     from asv.util import load_json
 
     repo = tmp_path_factory.mktemp("alert") / "repo"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
-    git(repo, "config", "user.email", "test@example.invalid")
-    git(repo, "config", "user.name", "alert test")
-    base = git(repo, "rev-parse", "HEAD")
-    numpy_backend = repo / "lenskern" / "backends" / "numpy.py"
-    original = numpy_backend.read_text()
     loop = "    for block in _blocks(len(uv), len(grid)):\n"
-    assert original.count(loop) == 1, "the planted slowdown no longer finds its loop"
-    planted = original.replace(loop, "    for block in list(_blocks(len(uv), len(grid))) * 2:  # planted\n")
-    planted = planted.replace(
-        "        image += np.cos(phase) @ real[block] - np.sin(phase) @ imag[block]\n    return image",
-        "        image += np.cos(phase) @ real[block] - np.sin(phase) @ imag[block]\n    return image / 2",
-    )
-    numpy_backend.write_text(planted)
-    git(repo, "commit", "-qam", "plant a 2x slowdown in the NumPy dirty image")
-    slower = git(repo, "rev-parse", "HEAD")
-    git(repo, "checkout", "-q", "-b", "unchanged", base)
-    (repo / "README.md").write_text((repo / "README.md").read_text() + "\nA line.\n")
-    git(repo, "commit", "-qam", "touch only the README")
-    unchanged = git(repo, "rev-parse", "HEAD")
+    body = "        image += np.cos(phase) @ real[block] - np.sin(phase) @ imag[block]\n    return image"
+    base, slower, unchanged = clone_with_plant(
+        repo, "lenskern/backends/numpy.py",
+        (loop, "    for block in list(_blocks(len(uv), len(grid))) * 2:  # planted\n", body, body + " / 2"),
+        "plant a 2x slowdown in the NumPy dirty image",
+    )  # fmt: skip
     conf = load_json(str(repo / "asv.conf.json"), js_comments=True)
     conf["env_dir"] = str(ROOT / ".asv" / "env")
     conf["branches"] = ["main", "unchanged"]
@@ -278,3 +260,18 @@ def test_nightly_regressions_keep_only_steps_above_their_noise(tmp_path):
         entry("'numba.direct'", 1, noisy[0]["value"], noisy[1]["value"])]}))  # fmt: skip
     count, text = alert.regressions(html, tmp_path / "results")
     assert count == 1 and "'numpy.gemv'" in text and "'numba.direct'" not in text
+
+
+def test_the_selection_counts_what_valgrind_can_count_in_the_checks_time(monkeypatch):
+    """Each kernel's first choice and every implementation of a touched
+    backend are timed; those the cost model puts above COUNT_BUDGET_SECONDS
+    at small are timed only."""
+    monkeypatch.setattr(alert, "touched_backends", lambda repo, base, head: ["numpy"])
+    chosen = alert.selection(str(ROOT), "HEAD", "HEAD")
+    from lenskern.observatory import counts
+
+    assert set(counts.recommended_calls()) <= set(chosen.counted)
+    assert "w_tilde/numpy.blocked" in chosen.calls and "w_tilde/numpy.blocked" not in chosen.counted
+    assert "noise_normalization/numpy.vector" in chosen.counted
+    assert all(alert.estimated_seconds(c, "small") <= alert.COUNT_BUDGET_SECONDS for c in chosen.counted)
+    assert r"counts\.Instructions\." in chosen.bench()
