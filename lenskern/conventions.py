@@ -71,6 +71,10 @@ BLOCK_ELEMENTS = 1 << 20
 #: Lower it before a call to trade accuracy for speed.
 NUFFT_EPS = 1e-12
 
+#: ducc0 refuses a double-precision accuracy below this (its documented floor):
+#: the ducc0 backend refuses such a NUFFT_EPS, and the stream falls back to FINUFFT.
+DUCC0_MIN_EPS = 2e-13
+
 #: Below this many non-uniform points FINUFFT runs on one thread: starting its
 #: OpenMP team costs more than the threads save on small transforms.
 NUFFT_MIN_POINTS_PER_THREAD = 1 << 20

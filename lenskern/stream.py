@@ -327,9 +327,7 @@ def nufft_library(eps: float) -> str:
         import ducc0  # noqa: F401
     except ImportError:
         return "finufft"
-    from lenskern.backends.ducc0 import MIN_EPS
-
-    return "ducc0" if eps >= MIN_EPS else "finufft"
+    return "ducc0" if eps >= conventions.DUCC0_MIN_EPS else "finufft"
 
 
 @numba.njit(cache=True, inline="always")

@@ -384,10 +384,10 @@ def streamed_terms(store, *, chunk: int | None = None, shape_native, pixel_scale
     Cost: per chunk of k visibilities, O(k w^2) spreading three times and
     three FFTs; memory: one chunk and the fine grids.
     """
-    from lenskern.stream import open_store
+    from lenskern.store import VisibilityStore
 
     util = _import_autoarray()[0]
-    store = open_store(store)
+    store = store if isinstance(store, VisibilityStore) else VisibilityStore.open(store)
     store.verify(shape_native, pixel_scale)
     mask = _mask(np.asarray(native_index), shape_native, pixel_scales=(pixel_scale, pixel_scale))
 

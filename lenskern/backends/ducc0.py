@@ -19,13 +19,17 @@ import ducc0
 import numpy as np
 
 from lenskern import conventions
-from lenskern.conventions import ARCSEC_TO_RADIANS, TWO_PI, nufft_operations, nufft_threads, nufft_type3_bytes
+from lenskern.conventions import (
+    ARCSEC_TO_RADIANS,
+    DUCC0_MIN_EPS,
+    TWO_PI,
+    nufft_operations,
+    nufft_threads,
+    nufft_type3_bytes,
+)
 from lenskern.registry import Cost, implements, table_size
 
 OTHER_KERNELS = "NUFFT kernels only"  # ducc0 is a NUFFT library
-
-#: ducc0 refuses a double-precision accuracy below this (its documented floor).
-MIN_EPS = 2e-13
 
 #: The type-3 transform: in ``experimental`` since ducc0 0.36; looked up in
 #: ``ducc0.nufft`` first, where a later release may move it.
@@ -40,9 +44,9 @@ def unavailable(device: str) -> str | None:
 
 
 def _epsilon() -> float:
-    if conventions.NUFFT_EPS < MIN_EPS:
+    if conventions.NUFFT_EPS < DUCC0_MIN_EPS:
         raise ValueError(
-            f"conventions.NUFFT_EPS: ducc0 accepts no accuracy below {MIN_EPS:g} in float64, "
+            f"conventions.NUFFT_EPS: ducc0 accepts no accuracy below {DUCC0_MIN_EPS:g} in float64, "
             f"got {conventions.NUFFT_EPS:g}"
         )
     return conventions.NUFFT_EPS
