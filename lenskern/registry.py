@@ -93,10 +93,23 @@ BACKENDS: dict[str, Backend] = {
 }
 
 
+def parse_name(name: str) -> tuple[str, str]:
+    """``(backend, algorithm)`` of an implementation name ``backend.algorithm``
+    (SPEC section 3): the one place a name is taken apart."""
+    if not isinstance(name, str):
+        raise TypeError(
+            f"impl: expected an implementation name such as 'numpy.direct', got {type(name).__name__}"
+        )
+    backend, dot, algorithm = name.partition(".")
+    if not (dot and backend and algorithm):
+        raise ValueError(f"impl: {name!r} is not an implementation name, which reads backend.algorithm")
+    return backend, algorithm
+
+
 def peer(name: str) -> str:
     """The peer library of implementation ``name`` ("backend.algorithm"),
     or "" for lenskern's own."""
-    backend = BACKENDS.get(name.partition(".")[0])
+    backend = BACKENDS.get(parse_name(name)[0])
     return backend.peer if backend else ""
 
 
@@ -377,7 +390,7 @@ def implementation(kernel: str, name: str) -> Implementation:
     """One implementation by name, loading only its backend (a benchmark
     process needs one backend, and NumPy, Numba and JAX each take a while)."""
     _check_kernel(kernel)
-    backend = name.split(".", 1)[0]
+    backend, _ = parse_name(name)
     if backend in BACKENDS and not load_backend(backend):
         raise ValueError(f"impl: {name} is unavailable here ({UNAVAILABLE[backend]})")
     if name not in _REGISTRY[kernel]:
@@ -576,7 +589,7 @@ def compute(kernel: str, impl: str | None = None, **inputs: Any) -> Any:
     else:
         found = implementations(kernel)
         if impl not in found:
-            why = found.missing.get(impl.split(".", 1)[0])
+            why = found.missing.get(parse_name(impl)[0])
             raise ValueError(
                 f"impl: {kernel} has no implementation {impl!r}"
                 + (f" ({why})" if why else f"; available: {sorted(found)}")

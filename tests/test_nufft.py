@@ -24,7 +24,7 @@ def problem():
 @pytest.fixture(params=NUFFTS)
 def nufft(request):
     found = lk.implementations("w_offsets")
-    backend = request.param.split(".")[0]
+    backend = registry.parse_name(request.param)[0]
     if backend in found.missing:
         pytest.skip(found.missing[backend])
     return request.param

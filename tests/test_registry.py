@@ -51,7 +51,7 @@ def test_implementation_is_named_and_documented(impl):
 def test_recommended_names_exist(kernel):
     found = lk.implementations(kernel)
     for name in registry.RECOMMENDED[kernel]:
-        assert name in found or name.split(".")[0] in found.missing, name
+        assert name in found or registry.parse_name(name)[0] in found.missing, name
 
 
 def test_compute_binds_a_superset_and_picks_by_inputs():
@@ -233,3 +233,15 @@ def test_curvature_choice_follows_the_mapping_density():
         assert registry.recommended("curvature_matrix", inputs).name == with_w
         del inputs["w_tilde"]
         assert registry.recommended("curvature_matrix", inputs).name == "numba.tiled"
+
+
+def test_an_implementation_name_is_taken_apart_in_one_place():
+    assert registry.parse_name("numba.tiled") == ("numba", "tiled")
+    assert registry.parse_name("jax.sharded") == ("jax", "sharded")
+    for bad in ("numba", ".tiled", "numba.", ""):
+        with pytest.raises(
+            ValueError, match=r"^impl: .* is not an implementation name, which reads backend\.algorithm"
+        ):
+            registry.parse_name(bad)
+    with pytest.raises(TypeError, match=r"^impl: expected an implementation name"):
+        registry.parse_name(["numba.tiled"])

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from lenskern import registry
 from lenskern.observatory.offline import LOCAL, OfflineError, make_offline
 
 MACHINES = ("lab-laptop", "lab-node")
@@ -367,7 +368,7 @@ def test_summary_grid_renders_offline(site):
     assert set(links) == {f"#{name}" for name in BENCHMARKS}
     for name in BENCHMARKS:
         labels = [t.text.strip() for t in links[f"#{name}"].find_all("div", cls="benchmark-text")]
-        assert labels == [name.split(".", 1)[1]]
+        assert labels == [registry.parse_name(name)[1]]
         # the thumbnail graph: flot drew into it from graphs/summary/<name>.json
         assert page.dom.by_id(f"summarygrid-{name}").find_all("canvas", cls="flot-base")
     assert [g.attrs["id"] for g in grid.find_all(cls="benchmark-group")] == ["group-sums"]
