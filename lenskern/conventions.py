@@ -112,13 +112,20 @@ def nufft_pays(kernel: str, sizes: dict) -> bool:
     return direct_terms(kernel, sizes) >= NUFFT_MIN_TERMS
 
 
+def nufft_width(eps: float) -> int:
+    """Kernel points per dimension a NUFFT spreads onto at accuracy ``eps``:
+    FINUFFT's rule for upsampling 2, ceil(-log10(eps / 10)) (its docs,
+    "nspread"), 13 at NUFFT_EPS = 1e-12."""
+    return math.ceil(-math.log10(eps / 10))
+
+
 def nufft_operations(points: int, modes: int) -> float:
     """Flops of one NUFFT at NUFFT_EPS, for cost models: each non-uniform
-    point spreads onto w^2 = 15^2 fine-grid points (w ~ 15 at 1e-12), then one
+    point spreads onto w^2 fine-grid points (w = nufft_width(NUFFT_EPS)), then one
     FFT of the 2x-per-axis upsampled grid (about 5 N log2 N flops per complex
     point, N = 4 modes)."""
     fine = 4 * modes
-    return 2 * 225 * points + 5 * 4 * fine * math.log2(fine + 1)
+    return 2 * nufft_width(NUFFT_EPS) ** 2 * points + 5 * 4 * fine * math.log2(fine + 1)
 
 
 def nufft_type3_bytes(grid: np.ndarray, uv: np.ndarray) -> float:
@@ -126,13 +133,13 @@ def nufft_type3_bytes(grid: np.ndarray, uv: np.ndarray) -> float:
     which grows with the phases, not with M or K: per axis about
     2 sigma X S / pi + 2 w points for sources of half-width X = 2 pi max|u|,
     targets of half-width S = max|x|, upsampling sigma = 2 and kernel width
-    w ~ 15 (FINUFFT's type-3 grid rule; ducc0's is alike), in complex128,
+    w = nufft_width(NUFFT_EPS) (FINUFFT's type-3 grid rule; ducc0's is alike), in complex128,
     doubled for the FFT's workspace."""
     points = 1.0
     for uv_axis, grid_axis in ((0, 1), (1, 0)):  # u pairs with x, v with y
         half_width_sources = TWO_PI * float(np.abs(uv[:, uv_axis]).max())
         half_width_targets = float(np.abs(grid[:, grid_axis]).max())
-        points *= 4.0 / math.pi * half_width_sources * half_width_targets + 2 * 15
+        points *= 4.0 / math.pi * half_width_sources * half_width_targets + 2 * nufft_width(NUFFT_EPS)
     return 2 * 16 * points
 
 

@@ -68,7 +68,7 @@ class Likelihood:
         missing = [name for name in DATA_INPUTS if name not in inputs]
         if missing:
             raise TypeError(f"Likelihood needs input(s) {', '.join(map(repr, missing))}")
-        numpy_backend = self._setup(impl, STAGES)
+        evidence = self._setup(impl, STAGES)
         # A mask given beside native_index must be the same pixels (validate checks the pair).
         given = DATA_INPUTS + (("mask",) if "mask" in inputs else ())
         data = validate.check({name: inputs[name] for name in given})
@@ -81,7 +81,7 @@ class Likelihood:
         self.shape_native = cropped["shape_native"]
         self.w_offsets = np.asarray(self._compute("w_offsets", {**data, **cropped}))
         self.dirty_image = np.asarray(self._compute("dirty_image", data))
-        self.chi2_data = numpy_backend.chi2_data(data["visibilities"], data["noise"])
+        self.chi2_data = evidence.chi2_data(data["visibilities"], data["noise"])
         self.noise_normalization = float(self._compute("noise_normalization", data))
 
     def _setup(self, impl: dict[str, str] | None, stages: tuple[str, ...]) -> Any:
@@ -101,10 +101,10 @@ class Likelihood:
                     f"impl: {kernel}'s implementation must be a name (str), got {type(name).__name__}"
                 )
             self._chosen[kernel] = registry.implementation(kernel, name)
-        from lenskern.backends import numpy as numpy_backend  # here: `import lenskern` loads no backend
+        from lenskern import evidence  # here: `import lenskern` loads no SciPy
 
-        self._evidence_from_parts = numpy_backend.evidence_from_parts
-        return numpy_backend
+        self._evidence_from_parts = evidence.evidence_from_parts
+        return evidence
 
     @classmethod
     def from_parts(

@@ -2,14 +2,14 @@
 
 The same preset and seed give the same arrays in every version of lenskern:
 benchmark history compares like with like only while that holds, and
-``tests/test_problems.py`` keeps it with stored checksums. Change nothing here
+``tests/contract/test_problems.py`` keeps it with stored checksums. Change nothing here
 that alters the arrays; add a new option instead.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -412,3 +412,58 @@ def make_examples(tier: str) -> dict[str, np.ndarray]:
         weights=rng.uniform(-1, 1, EXAMPLE_WEIGHTS),
         arrays=rng.uniform(-1, 1, (EXAMPLE_WEIGHTS, n)),
     )
+
+
+def _grid_options(sizes: str | dict) -> dict[str, Any]:
+    """make_problem's options for ``sizes``, where only the grid, K and the
+    uv kind matter: the mapping's sizes may be left out."""
+    return _options({"B": 1, "S": 1, **sizes} if isinstance(sizes, dict) else sizes)
+
+
+def grid_of(sizes: str | dict) -> tuple[tuple[int, int], float]:
+    """(shape_native, pixel_scale) of the grid a preset or sizes give."""
+    options = _grid_options(sizes)
+    return _mask(options).shape, float(options["pixel_scale"])
+
+
+def generate_chunks(
+    sizes: str | dict, chunk: int, seed: int = 0, channels: int = 1
+) -> Iterator[tuple[str, float, dict[str, np.ndarray]]]:
+    """Visibilities of ``make_problem``'s kind, chunk by chunk, at any K.
+
+    Yields ``(channel, frequency ratio, {"uv", "noise", "visibilities"})``,
+    at most ``chunk`` visibilities at a time, so 2 x 10^8 of them never sit
+    in memory at once. ``sizes`` is a preset or make_problem's dict (``K``,
+    ``N`` or ``shape_native``, ``pixel_scale``); the K visibilities are split
+    evenly over ``channels`` channels whose frequencies step down by 2 %, so
+    each channel's uv (in its wavelengths) is the first's scaled by that
+    ratio. The tracks are make_problem's Earth-rotation synthesis evaluated
+    chunk by chunk (uv scaled by the longest baseline, so uv_max bounds
+    |uv| rather than being reached), the noise and sky the same
+    distributions; each chunk has its own seeded generator, so a chunk is the
+    same whatever was generated before it. For a given K the arrays are not
+    make_problem's (use :func:`lenskern.store.write_problem` for those).
+    """
+    options = _grid_options(sizes)
+    k_total, n_channels = int(options["K"]), int(channels)
+    if n_channels < 1 or n_channels > k_total:
+        raise ValueError(f"channels: must be in [1, K = {k_total}], got {channels}")
+    ny, nx = _mask(options).shape
+    d = float(options["pixel_scale"]) * ARCSEC_TO_RADIANS
+    uv_max = 0.4 / d
+    per_channel = [k_total // n_channels + (c < k_total % n_channels) for c in range(n_channels)]
+    n_times, baselines = track_layout(max(per_channel), np.random.default_rng(seed))
+    n_pairs = baselines.shape[1]
+    scale = uv_max / max(float(np.sqrt((baselines**2).sum(axis=0)).max()), 1e-300)
+    step = 2 * np.pi / 3 / max(n_times - 1, 1)
+    for c, k_count in enumerate(per_channel):
+        ratio = 1.0 - 0.02 * c
+        for index, start in enumerate(range(0, k_count, int(chunk))):
+            rng = np.random.default_rng([seed, c, index])
+            flat = np.arange(start, min(start + int(chunk), k_count))
+            hour = -np.pi / 3 + step * (flat // n_pairs)
+            u, v = track_uv(baselines[:, flat % n_pairs], hour)
+            uv = np.stack([u, v], axis=1) * (scale * ratio)
+            noise = rng.uniform(0.5, 1.5, len(flat))
+            visibilities = _visibilities(uv, noise, d, (ny, nx), rng)
+            yield str(c), ratio, {"uv": uv, "noise": noise, "visibilities": visibilities}

@@ -33,35 +33,72 @@ import numpy as np
 
 from lenskern import conventions, validate
 
-#: The kernels of SPEC section 2, in pipeline order.
-KERNELS = (
-    "w_tilde",
-    "w_offsets",
-    "w_tilde_from_offsets",
-    "dirty_image",
-    "mapping_matrix",
-    "data_vector",
-    "curvature_matrix",
-    "regularization_matrix",
-    "reconstruction",
-    "noise_normalization",
-    "log_evidence",
+
+@dataclass(frozen=True)
+class Kernel:
+    """A kernel of SPEC section 2, or one of the seeds' examples, declared
+    once: what the registry, validation, the tests, the benchmarks and the
+    README know of it beyond its implementations. Its math is the
+    reference's docstring (``lenskern/backends/reference.py``)."""
+
+    name: str
+    #: the module of ``benchmarks/`` that declares its classes
+    area: str
+    #: float64 entries of its output (the least any implementation
+    #: allocates), by the symbols of SPEC section 4
+    output: Callable[..., int] = field(repr=False)
+    #: an output later kernels take as an input (validate.SPECS names it)
+    intermediate: bool = False
+    #: one of the seeds' small JIT examples, not a step of the likelihood
+    example: bool = False
+    #: relative tolerance of every implementation against the reference
+    #: (SPEC section 3): arrays compare element-wise with an absolute floor of
+    #: ``tolerance * max|reference|``, since W and the offset table have
+    #: entries that cancel to near zero
+    tolerance: float = 1e-9
+
+
+def table_size(Ny: int, Nx: int) -> int:  # noqa: N803  the symbols of SPEC section 4
+    """Entries of the offset table, (2Ny-1)(2Nx-1)."""
+    return (2 * Ny - 1) * (2 * Nx - 1)
+
+
+#: Every kernel, in pipeline order (each can be built from the problem and
+#: the ones before it), then the seeds' examples.
+DECLARED = (
+    Kernel("w_tilde", "offsets", lambda M, **_: M * M, intermediate=True),
+    Kernel("w_offsets", "offsets", lambda Ny, Nx, **_: table_size(Ny, Nx), intermediate=True),
+    Kernel("w_tilde_from_offsets", "offsets", lambda M, **_: M * M),
+    Kernel("dirty_image", "likelihood", lambda M, **_: M, intermediate=True),
+    Kernel("mapping_matrix", "curvature", lambda M, S, **_: M * S, intermediate=True),
+    Kernel("data_vector", "curvature", lambda S, **_: S, intermediate=True),
+    Kernel("curvature_matrix", "curvature", lambda S, **_: S * S, intermediate=True),
+    Kernel("regularization_matrix", "curvature", lambda S, **_: S * S, intermediate=True),
+    Kernel("reconstruction", "likelihood", lambda S, **_: S * S),  # F + H and its factor
+    Kernel("noise_normalization", "likelihood", lambda **_: 1),
+    Kernel("log_evidence", "likelihood", lambda S, **_: 3 * S * S),  # F, H and F + H's factor
+    Kernel("quadratic_formula", "examples", lambda n, **_: n, example=True),
+    Kernel("fma", "examples", lambda n, **_: n, example=True),
+    Kernel("fused_expression", "examples", lambda n, **_: n, example=True),
 )
+_BY_NAME = {k.name: k for k in DECLARED}
 
+#: The kernels of SPEC section 2, in pipeline order.
+KERNELS = tuple(k.name for k in DECLARED if not k.example)
 #: The small JIT examples of the seeds, kept as kernels on every backend.
-EXAMPLES = ("quadratic_formula", "fma", "fused_expression")
-
+EXAMPLES = tuple(k.name for k in DECLARED if k.example)
 #: Earlier kernels' outputs that later kernels take as inputs, in the order
 #: each can be built from the problem and the ones before it.
-INTERMEDIATES = (
-    "w_tilde",
-    "w_offsets",
-    "dirty_image",
-    "mapping_matrix",
-    "data_vector",
-    "curvature_matrix",
-    "regularization_matrix",
-)
+INTERMEDIATES = tuple(k.name for k in DECLARED if k.intermediate)
+#: Each kernel's tolerance against the reference (see Kernel.tolerance).
+TOLERANCE = {k.name: k.tolerance for k in DECLARED}
+
+
+def kernel(name: str) -> Kernel:
+    """The declaration of kernel ``name``."""
+    if name not in _BY_NAME:
+        raise ValueError(f"kernel: unknown kernel {name!r}; expected one of {KERNELS + EXAMPLES}")
+    return _BY_NAME[name]
 
 
 @dataclass(frozen=True)
@@ -128,11 +165,6 @@ NOT_IMPLEMENTED: dict[tuple[str, str], str] = {
 #: Backends that cannot run here, with the reason.
 UNAVAILABLE: dict[str, str] = {}
 
-#: Relative tolerance of every implementation against ``reference``, per kernel
-#: (SPEC section 3). Arrays compare element-wise with an absolute floor of
-#: ``rtol * max|reference|``: W and the offset table have entries that cancel
-#: to near zero, where only a tolerance on the scale of the array is meaningful.
-TOLERANCE = dict.fromkeys(KERNELS + EXAMPLES, 1e-9)
 
 #: Rough single-core rates of the kinds of operation a cost model counts:
 #: interpreted Python operations, transcendental calls (cos, sin, exp) and
@@ -157,31 +189,6 @@ class Cost:
     def seconds(self, sizes: Mapping[str, Any]) -> float:
         """Estimated seconds of one call on one core."""
         return float(self.operations(**sizes)) / RATE[self.kind]
-
-
-def table_size(Ny: int, Nx: int) -> int:  # noqa: N803  the symbols of SPEC section 4
-    """Entries of the offset table, (2Ny-1)(2Nx-1)."""
-    return (2 * Ny - 1) * (2 * Nx - 1)
-
-
-#: Float64 entries of each kernel's output, by the symbols of SPEC section 4:
-#: the least any implementation allocates (see :func:`estimated_bytes`).
-OUTPUT_ENTRIES: dict[str, Callable[..., int]] = {
-    "w_tilde": lambda M, **_: M * M,
-    "w_offsets": lambda Ny, Nx, **_: table_size(Ny, Nx),
-    "w_tilde_from_offsets": lambda M, **_: M * M,
-    "dirty_image": lambda M, **_: M,
-    "mapping_matrix": lambda M, S, **_: M * S,
-    "data_vector": lambda S, **_: S,
-    "curvature_matrix": lambda S, **_: S * S,
-    "regularization_matrix": lambda S, **_: S * S,
-    "reconstruction": lambda S, **_: S * S,  # F + H and its factor
-    "noise_normalization": lambda **_: 1,
-    "log_evidence": lambda S, **_: 3 * S * S,  # F, H and F + H's factor
-    "quadratic_formula": lambda n, **_: n,
-    "fma": lambda n, **_: n,
-    "fused_expression": lambda n, **_: n,
-}
 
 
 def available_bytes() -> int:
@@ -247,7 +254,7 @@ class Implementation:
 
     def estimated_bytes(self, checked: Mapping[str, Any]) -> float:
         """Bytes this call will allocate: its output, plus its declared temporaries."""
-        entries = OUTPUT_ENTRIES[self.kernel](**validate.sizes(dict(checked)))
+        entries = kernel(self.kernel).output(**validate.sizes(dict(checked)))
         extra = 0.0
         if self.memory is not None:
             extra = self.memory(**{name: checked[name] for name in inspect.signature(self.memory).parameters})
@@ -381,9 +388,8 @@ def load_backends() -> None:
         load_backend(backend)
 
 
-def _check_kernel(kernel: str) -> None:
-    if kernel not in _REGISTRY:
-        raise ValueError(f"kernel: unknown kernel {kernel!r}; expected one of {KERNELS + EXAMPLES}")
+def _check_kernel(name: str) -> None:
+    kernel(name)  # raises ValueError naming the kernels
 
 
 def implementation(kernel: str, name: str) -> Implementation:

@@ -56,9 +56,9 @@ which Zarr would read as zeros, or a truncated one), or that was written for
 another geometry than the one asked for. Partial sums carry the identity, so
 a resume cannot mix two stores.
 
-UVFITS (through pyuvdata, the ``uvfits`` extra) is read by
-:func:`read_uvfits`; the mapping of its conventions to SPEC section 1 is in
-that function's docstring.
+UVFITS files become stores through :mod:`lenskern.uvfits` (pyuvdata, the
+``uvfits`` extra); generated visibilities at any K come from
+:func:`lenskern.problems.generate_chunks` (:func:`write_generated`).
 """
 
 from __future__ import annotations
@@ -77,22 +77,17 @@ from typing import Any
 
 import numpy as np
 
-from lenskern.conventions import ARCSEC_TO_RADIANS
-
 #: Visibilities per chunk unless asked otherwise: 2^22 visibilities are 160 MiB
 #: of uv, noise and visibilities (~0.5 GiB while transformed), large enough
-#: that a NUFFT's fixed cost per chunk (the FFT of its fine grid: ~0.13 s for
-#: both transforms at the science grid, N = 300) is ~3 % of its spreading
-#: (~1 us per visibility here), small enough that two chunks in flight fit
-#: any worker.
+#: that a NUFFT's fixed cost per chunk (the FFT of its fine grid, set by the
+#: image grid, not the chunk) is paid on millions of points, small enough
+#: that two chunks in flight fit any worker. benchmarks/stream.py times the
+#: chunk's parts (prepare, NUFFT, read) at any chunk size.
 DEFAULT_CHUNK = 1 << 22
 
 FORMAT = {"format": "visibilities", "version": 1}
 ARRAYS = {"uv": (np.float64, (2,)), "noise": (np.float64, ()), "visibilities": (np.complex128, ())}
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-#: Speed of light, m/s (exact, SI).
-SPEED_OF_LIGHT = 299_792_458.0
 
 
 @dataclass(frozen=True)
@@ -413,9 +408,10 @@ def _arrays(uv: Any, noise: Any, visibilities: Any) -> dict[str, np.ndarray]:
 
 
 @contextmanager
-def _new_store(path: str | Path, chunk: int, overwrite: bool, create: dict) -> Iterator[VisibilityStore]:
-    """A store being written: removed again if the writer fails (a local
-    folder; elsewhere it stays, marked incomplete)."""
+def creating(path: str | Path, chunk: int, overwrite: bool, create: dict) -> Iterator[VisibilityStore]:
+    """A new store for a writer, removed again if the writer fails (a local
+    folder; elsewhere it stays, marked incomplete); the writer calls
+    :meth:`VisibilityStore.finish` last."""
     existed = Path(str(path)).exists()
     store = VisibilityStore.create(path, chunk=chunk, overwrite=overwrite, **create)
     try:
@@ -438,7 +434,7 @@ def write_problem(
     exactly (float64 and complex128 bits), as one channel, written a chunk
     at a time; its geometry (``shape_native``, ``pixel_scale``) recorded
     when the problem has one."""
-    with _new_store(path, chunk, overwrite, create) as store:
+    with creating(path, chunk, overwrite, create) as store:
         store.add_channel(channel)
         k_count = len(problem["noise"])
         for start in range(0, k_count, store.chunk):
@@ -446,52 +442,6 @@ def write_problem(
             store.append(channel, problem["uv"][part], problem["noise"][part], problem["visibilities"][part])
         store.finish(problem.get("shape_native"), problem.get("pixel_scale"))
     return store
-
-
-def generate(
-    sizes: str | dict, seed: int = 0, chunk: int = DEFAULT_CHUNK, channels: int = 1
-) -> Iterator[tuple[str, float, dict[str, np.ndarray]]]:
-    """Visibilities of ``make_problem``'s kind, chunk by chunk, at any K.
-
-    Yields ``(channel, frequency ratio, {"uv", "noise", "visibilities"})``,
-    at most ``chunk`` visibilities at a time, so 2 x 10^8 of them never sit
-    in memory at once. ``sizes`` is a preset or make_problem's dict (``K``,
-    ``N`` or ``shape_native``, ``pixel_scale``); the K visibilities are split
-    evenly over ``channels`` channels whose frequencies step down by 2 %, so
-    each channel's uv (in its wavelengths) is the first's scaled by that
-    ratio. The tracks are make_problem's Earth-rotation synthesis evaluated
-    chunk by chunk (uv scaled by the longest baseline, so uv_max bounds
-    |uv| rather than being reached), the noise and sky the same
-    distributions; each chunk has its own seeded generator, so a chunk is the
-    same whatever was generated before it. For a given K the arrays are not
-    make_problem's (use :func:`write_problem` for those).
-    """
-    from lenskern import problems
-
-    # only the grid, K and the uv kind matter here: the mapping's sizes may be left out
-    options = problems._options({"B": 1, "S": 1, **sizes} if isinstance(sizes, dict) else sizes)
-    k_total, n_channels = int(options["K"]), int(channels)
-    if n_channels < 1 or n_channels > k_total:
-        raise ValueError(f"channels: must be in [1, K = {k_total}], got {channels}")
-    ny, nx = problems._mask(options).shape
-    d = float(options["pixel_scale"]) * ARCSEC_TO_RADIANS
-    uv_max = 0.4 / d
-    per_channel = [k_total // n_channels + (c < k_total % n_channels) for c in range(n_channels)]
-    n_times, baselines = problems.track_layout(max(per_channel), np.random.default_rng(seed))
-    n_pairs = baselines.shape[1]
-    scale = uv_max / max(float(np.sqrt((baselines**2).sum(axis=0)).max()), 1e-300)
-    step = 2 * np.pi / 3 / max(n_times - 1, 1)
-    for c, k_count in enumerate(per_channel):
-        ratio = 1.0 - 0.02 * c
-        for index, start in enumerate(range(0, k_count, int(chunk))):
-            rng = np.random.default_rng([seed, c, index])
-            flat = np.arange(start, min(start + int(chunk), k_count))
-            hour = -np.pi / 3 + step * (flat // n_pairs)
-            u, v = problems.track_uv(baselines[:, flat % n_pairs], hour)
-            uv = np.stack([u, v], axis=1) * (scale * ratio)
-            noise = rng.uniform(0.5, 1.5, len(flat))
-            visibilities = problems._visibilities(uv, noise, d, (ny, nx), rng)
-            yield str(c), ratio, {"uv": uv, "noise": noise, "visibilities": visibilities}
 
 
 def write_generated(
@@ -503,183 +453,16 @@ def write_generated(
     overwrite: bool = False,
     **create: Any,
 ) -> VisibilityStore:
-    """A store of :func:`generate`'s visibilities, written as they are made
+    """A store of :func:`lenskern.problems.generate_chunks`'s visibilities, written as they are made
     (memory: one chunk). Channel frequencies are written as ratios to the
     first channel's; the grid the sizes give is recorded as its geometry."""
     from lenskern import problems
 
-    options = problems._options({"B": 1, "S": 1, **sizes} if isinstance(sizes, dict) else sizes)
-    with _new_store(path, chunk, overwrite, create) as store:
-        for channel, ratio, arrays in generate(sizes, seed=seed, chunk=store.chunk, channels=channels):
+    with creating(path, chunk, overwrite, create) as store:
+        chunks = problems.generate_chunks(sizes, seed=seed, chunk=store.chunk, channels=channels)
+        for channel, ratio, arrays in chunks:
             if channel not in store.channels:
                 store.add_channel(channel, frequency=ratio)
             store.append(channel, **arrays)
-        store.finish(problems._mask(options).shape, float(options["pixel_scale"]))
+        store.finish(*problems.grid_of(sizes))
     return store
-
-
-def _stokes_i(uvdata: Any, polarization: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(data, sigma, usable) of shape (Nblts, Nfreqs) for one polarization or Stokes I."""
-    from pyuvdata import utils
-
-    names = [utils.polnum2str(p) for p in uvdata.polarization_array]
-    weight = np.where(uvdata.flag_array, 0.0, uvdata.nsample_array)
-    with np.errstate(divide="ignore"):
-        sigma = 1.0 / np.sqrt(weight)
-
-    def one(name):
-        i = names.index(name)
-        return uvdata.data_array[..., i], sigma[..., i], weight[..., i] > 0
-
-    wanted = polarization or ("pI" if "pI" in names else None)
-    if wanted is None:
-        for pair in (("xx", "yy"), ("rr", "ll")):
-            if set(pair) <= set(names):
-                (a, sa, oka), (b, sb, okb) = one(pair[0]), one(pair[1])
-                # I = (A + B) / 2: the mean of two independent measurements
-                return 0.5 * (a + b), 0.5 * np.sqrt(sa**2 + sb**2), oka & okb
-        if len(names) == 1:
-            wanted = names[0]
-        else:
-            raise ValueError(f"polarization: the file has {names}; name one to read")
-    if wanted not in names:
-        raise ValueError(f"polarization: {wanted!r} is not in the file's {names}")
-    return one(wanted)
-
-
-def read_uvfits(
-    filename: str | Path,
-    path: str | Path,
-    chunk: int = DEFAULT_CHUNK,
-    polarization: str | None = None,
-    rows_per_read: int = 1 << 16,
-    overwrite: bool = False,
-    **create: Any,
-) -> VisibilityStore:
-    """A store of a UVFITS file's visibilities, one store channel per
-    frequency channel, read ``rows_per_read`` baseline-times at a time
-    (memory: that many rows of every channel and polarization).
-
-    Needs pyuvdata (``pip install "lenskern[uvfits]"``). Mapping to SPEC
-    section 1:
-
-    - **uv.** A UVFITS file stores UU, VV (seconds) of antenna 1 minus
-      antenna 2, with V = sum I exp(-2 pi i (u l + v m)) (AIPS Memo 117);
-      pyuvdata reads them into ``uvw_array`` in metres with the opposite sign
-      (antenna 2 minus antenna 1, the Miriad convention; its phasing code
-      multiplies by exp(-2 pi i w), so V = sum I exp(+2 pi i (u l + v m))
-      in its terms). SPEC's ``m_k = sum_i f_i exp(-2 pi i (x_i u_k + y_i v_k))``
-      is the file's convention, so ``uv = -uvw_array[:, :2] * nu / c``, in
-      wavelengths of each channel's frequency nu: x is l (towards East), y
-      is m (North). SPEC draws x to the right, so an image in SPEC's pixels
-      has East to the right: mirror it for the sky's East-left view.
-    - **visibilities** unchanged: ``data_array`` of one polarization, or
-      Stokes I. ``polarization=None`` takes pI if present, else (XX + YY)/2
-      or (RR + LL)/2, else the only one; name one ("xx", "pI", ...) to choose.
-    - **noise.** A UVFITS weight is 1/sigma^2 (AIPS, CASA's exportuvfits),
-      which pyuvdata reads as ``nsample_array`` (flags from its sign), so
-      ``noise = 1 / sqrt(nsample)``; Stokes I from two polarizations has
-      sigma = sqrt(sigma_a^2 + sigma_b^2) / 2. Flagged visibilities and those
-      of weight <= 0 are left out.
-    - w is ignored (SPEC has no w-term: the field must be small).
-    """
-    from pyuvdata import UVData
-
-    if isinstance(rows_per_read, bool) or not isinstance(rows_per_read, int) or rows_per_read < 1:
-        raise ValueError(f"rows_per_read: must be an integer >= 1, got {rows_per_read!r}")
-    header = UVData()
-    try:
-        header.read(str(filename), read_data=False)
-    except FileNotFoundError:
-        raise ValueError(f"filename: no file {filename}") from None
-    except Exception as error:  # astropy and pyuvdata raise KeyError, OSError, ValueError... on a bad file
-        raise ValueError(
-            f"filename: {filename} is not a readable UVFITS file ({type(error).__name__}: {error})"
-        ) from None
-    frequencies = np.asarray(header.freq_array, dtype=np.float64).ravel()
-    spws = np.asarray(header.flex_spw_id_array).ravel()
-    names = [f"spw{spw}-{i}" for i, spw in enumerate(spws)]
-    with _new_store(path, chunk, overwrite, create) as store:
-        for name, frequency in zip(names, frequencies):
-            store.add_channel(name, frequency=float(frequency))
-        for first in range(0, header.Nblts, rows_per_read):
-            uvdata = UVData()
-            rows = np.arange(first, min(first + rows_per_read, header.Nblts))
-            try:
-                uvdata.read(str(filename), blt_inds=rows, strict_uvw_antpos_check=False)
-            except Exception as error:
-                raise ValueError(
-                    f"filename: rows {rows[0]}:{rows[-1] + 1} of {filename} cannot be read "
-                    f"({type(error).__name__}: {error})"
-                ) from None
-            data, sigma, usable = _stokes_i(uvdata, polarization)
-            uvw = np.asarray(uvdata.uvw_array, dtype=np.float64)
-            for f, (name, frequency) in enumerate(zip(names, frequencies)):
-                keep = usable[:, f]
-                uv = -uvw[keep, :2] * (frequency / SPEED_OF_LIGHT)
-                store.append(name, uv, sigma[keep, f], data[keep, f])
-        store.finish()
-    return store
-
-
-def write_uvfits(
-    problem: dict,
-    filename: str | Path,
-    frequencies: Any = (230e9,),
-    flagged: Any = None,
-) -> None:
-    """A UVFITS file (through pyuvdata) whose visibilities are ``problem``'s:
-    :func:`read_uvfits`'s inverse, for tests and for handing a lenskern
-    problem to other tools.
-
-    Each visibility is its own baseline-time (antenna positions are
-    placeholders; the uvw are the problem's, so pyuvdata warns that they do
-    not match the antennas). ``uv`` is taken in wavelengths of the first
-    frequency; with several ``frequencies`` every visibility is observed in
-    each, with the same uvw in metres (so uv scaled by nu / nu_0), the same
-    noise and visibilities. ``flagged``: a boolean (K,) of visibilities
-    written as flagged. Stokes I, double precision.
-    """
-    import astropy.units as units
-    from astropy.coordinates import EarthLocation
-    from pyuvdata import Telescope, UVData
-
-    frequencies = np.atleast_1d(np.asarray(frequencies, dtype=np.float64))
-    uv, noise = np.asarray(problem["uv"]), np.asarray(problem["noise"])
-    k_count, n_freqs = len(noise), len(frequencies)
-    n_antennas = 2
-    while n_antennas * (n_antennas - 1) // 2 < min(k_count, 64):
-        n_antennas += 1
-    pairs = [(a, b) for a in range(n_antennas) for b in range(a + 1, n_antennas)]
-    n_times = math.ceil(k_count / len(pairs))
-    site = EarthLocation.from_geodetic(
-        lon=-67.755 * units.deg, lat=-23.029 * units.deg, height=5058.7 * units.m
-    )
-    layout = np.random.default_rng(0).normal(0.0, 100.0, (n_antennas, 3))
-    telescope = Telescope.new(
-        "lenskern", location=site, antenna_positions=layout, instrument="lenskern", mount_type="alt-az",
-        antenna_names=[f"A{i}" for i in range(n_antennas)], antenna_numbers=list(range(n_antennas)),
-        feeds=["x", "y"], feed_angle=[np.pi / 2, 0.0],
-    )  # fmt: skip
-    rows = n_times * len(pairs)
-    # uvfits needs channels no further apart than their width
-    width = float(np.diff(np.sort(frequencies)).max()) if n_freqs > 1 else 1e6
-    shape = (rows, n_freqs, 1)
-    data, weight = np.zeros(shape, np.complex128), np.zeros(shape)
-    flags = np.ones(shape, bool)  # the padding rows past K are flagged
-    data[:k_count] = np.asarray(problem["visibilities"])[:, None, None]
-    weight[:k_count] = (1.0 / noise**2)[:, None, None]
-    flags[:k_count] = False if flagged is None else np.asarray(flagged)[:, None, None]
-    uvdata = UVData.new(
-        freq_array=frequencies, polarization_array=["pI"], times=2460000.5 + np.arange(n_times) / 86400.0,
-        telescope=telescope, antpairs=pairs, do_blt_outer=True, data_array=data, nsample_array=weight,
-        flag_array=flags, integration_time=1.0, channel_width=width,
-        phase_center_catalog={0: dict(cat_name="lens", cat_type="sidereal", cat_lon=1.0, cat_lat=-0.5,
-                                      cat_frame="icrs", cat_epoch=2000.0)},
-        phase_center_id_array=np.zeros(rows, int),
-    )  # fmt: skip
-    uvw = np.zeros((rows, 3))
-    uvw[:k_count, :2] = -uv * (SPEED_OF_LIGHT / frequencies[0])  # read_uvfits's mapping, inverted
-    uvw[k_count:, 0] = 1.0  # padding rows: flagged, any non-zero baseline
-    uvdata.uvw_array = uvw
-    uvdata.write_uvfits(str(filename), strict_uvw_antpos_check=False)

@@ -23,11 +23,10 @@ Three real strengths (1/sigma^2 and both parts of V/sigma^2) need two
 complex transforms: the table's Hermitian symmetry frees only one slot.
 
 **The NUFFT library**: ducc0 where it is installed (the ``stream`` extra
-brings it), FINUFFT otherwise (``library=``). The same two transforms on
-2^22 points (one chunk) of the science grid took 0.56 s by a ducc0 plan and 0.90 s
-by a two-transform FINUFFT plan, on two threads of a 2-core AVX2 machine
-(2026-11-25, the closing note of the streaming issue); spreading each point
-onto ~w^2 fine-grid points dominates both.
+brings it), FINUFFT otherwise (``library=``): ducc0's plan was the faster
+of the two on this project's 2-core machine (``python -m lenskern stream
+PATH --library ducc0`` and ``--library finufft`` time both, stage by stage);
+spreading each point onto ~w^2 fine-grid points dominates both.
 Accuracy: the NUFFT's (``lenskern.conventions.NUFFT_EPS``, relative to the
 largest possible value: sum_k 1/sigma_k^2 for the table, sum_k |V_k|/sigma_k^2
 for the image).
@@ -216,7 +215,7 @@ class ChunkTransform:
     (ducc0 or FINUFFT, see the module docstring).
 
     Cost per chunk of k visibilities: two type-1 NUFFTs on the same points,
-    O(k w^2) spreading each (w ~ 13 at 1e-12) and one FFT of ~4x the table;
+    O(k w^2) spreading each (w: conventions.nufft_width) and one FFT of ~4x the table;
     O(k) for chi2 and the noise normalization. Memory: ~100 bytes per
     visibility plus the fine grid (2 x 16 x 4 (2Ny-1)(2Nx-1) bytes).
     """

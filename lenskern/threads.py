@@ -3,9 +3,10 @@
 ``LENSKERN_NUM_THREADS`` (``1``, ``all``, or a number) is read once, when
 lenskern is imported; unset, nothing is changed. Each library sizes its
 thread pool when it loads, so this must run first: ``import lenskern`` before
-NumPy, Numba or JAX. The CPU affinity mask is narrowed too, because thread
-flags alone were seen to be ignored by a recent jaxlib, while affinity held;
-affinity also binds a BLAS that was loaded before lenskern. This module
+NumPy, Numba or JAX. The CPU affinity mask is narrowed too, so a library
+that ignores its thread flag, or a BLAS loaded before lenskern, still runs on
+that many cores (tests/backends/test_threads.py holds Numba, JAX and BLAS to one
+CPU's time with LENSKERN_NUM_THREADS=1). This module
 imports nothing but the standard library.
 """
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +91,7 @@ def evidence_carried_error(inputs: dict, like: lk.Likelihood) -> float:
     dL = s . dD - s^T dF s / 2 - tr(A^-1 dF). An ill-conditioned A turns a
     table error at the NUFFT's accuracy into far more: with K = 1 and P = 0, A's
     smallest eigenvalue is H's 1e-8 ridge, and a table error of 1.3e-13 moved
-    the evidence by 1.2e-5 (a failing draw in tests/test_stream.py).
+    the evidence by 1.2e-5 (a failing draw in tests/streaming/test_stream.py).
     """
     gather = reference_impl("w_tilde_from_offsets")
     t = inputs["mapping_matrix"]
@@ -224,3 +227,30 @@ def clone_with_plant(repo: Path, path: str, plant: tuple[str, ...], message: str
     (repo / "README.md").write_text((repo / "README.md").read_text() + "\nA line.\n")
     git(repo, "commit", "-qam", "touch only the README")
     return base, planted, git(repo, "rev-parse", "HEAD")
+
+
+# --- GitHub's runner, as tests/observatory/workflow_runner.py plays it ---------------------
+
+#: The user a workflow's steps run as when the tests run as root: GitHub's
+#: runner user is not root either.
+RUNNER = "lenskern-runner"
+
+
+@pytest.fixture(scope="session")
+def runner():
+    """(uid, gid) or None, its home, and its Python as setup-python gives
+    one: a virtualenv of the system's Python 3.11, kept in the runner's home
+    between runs like a tool cache."""
+    if os.geteuid() == 0:
+        if subprocess.run(["id", "-u", RUNNER], capture_output=True).returncode != 0:
+            subprocess.run(["useradd", "--create-home", RUNNER], check=True)
+        entry = pwd.getpwnam(RUNNER)
+        user, home = (entry.pw_uid, entry.pw_gid), Path(entry.pw_dir)
+    else:
+        user, home = None, Path(tempfile.mkdtemp(prefix="lenskern-runner-home-"))
+    python = shutil.which("python3.11", path="/usr/bin:/usr/local/bin") or shutil.which("python3.11")
+    venv = home / ".cache" / "lenskern-setup-python"
+    as_user = {"user": user[0], "group": user[1], "extra_groups": []} if user else {}
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([python, "-m", "venv", str(venv)], check=True, env={"HOME": str(home)}, **as_user)
+    return user, home, venv / "bin"

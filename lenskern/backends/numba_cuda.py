@@ -59,9 +59,8 @@ SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
 #: Threads per block of the 1-d kernels, and pixels per tile of the curvature:
 #: four warps (whole warps, so no lane of a full block idles); small blocks
 #: spread a small problem over more SMs (M = 1024 at seed-gpu is 8 blocks of
-#: the dirty image), and the kernels' 30-70 registers per thread leave
-#: several such blocks resident per SM. A power of two, as the block sums'
-#: tree reduction needs. 4 on the simulator.
+#: the dirty image), and blocks this small stay resident several to an SM.
+#: A power of two, as the block sums' tree reduction needs. 4 on the simulator.
 THREADS = 4 if SIMULATOR else 128
 
 #: Most blocks of a 1-d launch: about one full wave of resident blocks of
@@ -482,7 +481,7 @@ def _curvature_half_products(table, lin, centre, start, pixel, position, weight,
         first = tile * THREADS
         # Conditional expressions rather than min(): Numba builds min() for
         # CUDA as a device-function overload, which compiling to PTX without a
-        # GPU (tests/test_cuda.py) cannot do.
+        # GPU (tests/backends/test_cuda.py) cannot do.
         last = first + THREADS if first + THREADS < m_count else m_count
         i = first + tx
         active = i < m_count

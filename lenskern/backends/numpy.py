@@ -24,6 +24,7 @@ from lenskern.conventions import (
     nufft_type3_bytes,
     wrap_phase,
 )
+from lenskern.evidence import chi2_data, evidence_from_parts
 from lenskern.registry import Cost, implements, table_size
 
 
@@ -128,7 +129,7 @@ def w_offsets_nufft(uv, noise, pixel_scale, shape_native):
 
     See reference.w_offsets for the math; accuracy: :data:`lenskern.conventions.NUFFT_EPS`.
 
-    Cost: O(K w^2) spreading (w ~ 15 kernel points per dimension at 1e-12)
+    Cost: O(K w^2) spreading (w = conventions.nufft_width, 13 kernel points per dimension at 1e-12)
     + an FFT of about 4 (2Ny-1)(2Nx-1) points, instead of the direct
     Ny (2Nx-1) K cosines; memory: the fine grid, ~8x the table, in complex128.
     """
@@ -397,28 +398,6 @@ def noise_normalization_vector(noise):
     Cost: K logarithms.
     """
     return float(np.sum(2.0 * np.log(TWO_PI * noise**2)))
-
-
-def evidence_from_parts(curvature, regularization, data, chi2_data, noise_normalization) -> float:
-    """SPEC section 2's log evidence from F, H, D and the data's two constants.
-
-    Cost: 2 S^3 / 3 flops (two Cholesky factorisations) + 2 S^2; memory S^2.
-    """
-    # check_finite=False: F, H and D come from validated inputs, and the
-    # checks cost a third of the two factorisations at S = 256.
-    chol_h = scipy.linalg.cholesky(regularization, lower=True, check_finite=False)
-    chol_fh = scipy.linalg.cho_factor(curvature + regularization, lower=True, check_finite=False)
-    source = scipy.linalg.cho_solve(chol_fh, data, check_finite=False)
-    return float(
-        -0.5 * (chi2_data - source @ data + noise_normalization)
-        + np.sum(np.log(np.diag(chol_h)))
-        - np.sum(np.log(np.diag(chol_fh[0])))
-    )
-
-
-def chi2_data(visibilities, noise) -> float:
-    """sum |V_k|^2 / sigma_k^2, the data's term of the log evidence. Cost: 4 K flops."""
-    return float(np.sum((visibilities.real**2 + visibilities.imag**2) / noise**2))
 
 
 def _log_evidence(curvature, regularization, data, visibilities, noise):

@@ -41,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-from lenskern.observatory import alert, machines, nightly, seeds, suite
+from lenskern.observatory import alert, machines, nightly, regressions, seeds, suite, verdict
 from lenskern.observatory.offline import make_offline
 from lenskern.observatory.report import measured_table, peers_table, report, results_by_threads
 
@@ -269,7 +269,7 @@ def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
     compare_parser = commands.add_parser("compare", help="asv continuous base..head, pinned")
     compare_parser.add_argument("base")
     compare_parser.add_argument("head")
-    compare_parser.add_argument("--factor", type=float, default=alert.TIME_FLOOR,
+    compare_parser.add_argument("--factor", type=float, default=verdict.TIME_FLOOR,
                                 help="least ratio a timing must exceed (1.10)")  # fmt: skip
     compare_parser.add_argument("--bench", "-b", default=None,
                                 help="asv's benchmark regex (default: each kernel's first choice and the "
@@ -318,7 +318,7 @@ def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
         _write_report(text, args.report)
         raise SystemExit(code)
     if args.command == "regressions":
-        count, text = alert.regressions(HTML)
+        count, text = regressions.regressions(HTML)
         _write_report(text, args.report)
         raise SystemExit(1 if count else 0)
     if args.command == "nightly":

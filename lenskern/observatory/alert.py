@@ -1,17 +1,17 @@
 """Regression alerts: the logic the GitHub workflows call, kept out of YAML.
 
 ``compare`` runs ``asv continuous`` of a base against a head commit on one
-pinned thread, decides pass or fail, and writes a markdown report;
-``regressions`` reads a published site's ``regressions.json`` and writes the
-body of the issue the nightly job opens or updates.
+pinned thread, decides pass or fail by :mod:`lenskern.observatory.verdict`,
+and writes a markdown report; :mod:`lenskern.observatory.regressions` writes
+the nightly job's issue.
 
 Exit status of ``compare``: 0 no benchmark got worse by more than its own
-threshold (see "the verdict" below: from each timing's measured noise, fixed
-for instruction counts and memory), 1 at least one did, 2 a benchmark failed
-to run. Also 2, whatever was measured, when a side did not run its own commit: each benchmark process
-records the commit asv is benchmarking and the commit its lenskern was built
-from (stamped at build time by asv.conf.json, recorded by
-benchmarks/common.py), and the two must agree for both sides.
+threshold (the verdict's: from each timing's measured noise, fixed for
+instruction counts and memory), 1 at least one did, 2 a benchmark failed to
+run. Also 2, whatever was measured, when a side did not run its own commit:
+each benchmark process records the commit asv is benchmarking and the commit
+its lenskern was built from (stamped at build time by asv.conf.json,
+recorded by benchmarks/common.py), and the two must agree for both sides.
 """
 
 from __future__ import annotations
@@ -28,6 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lenskern.observatory import suite
+from lenskern.observatory.verdict import (
+    ALPHA,
+    NOISE_MULTIPLE,
+    REPEAT,
+    ROUNDS,
+    TIME_FLOOR,
+    Verdict,
+    judge,
+    read_results,
+    write_noise,
+)
 
 #: A benchmark cell of asv's tables: name, then (parameters), then [machine/env].
 _NAME = re.compile(r"^(?P<name>[\w.]+)(?:\((?P<params>.*)\))?(?:\s+\[(?P<env>.*)\])?$")
@@ -355,152 +366,6 @@ def markdown(base: str, head: str, factor: float, code: int, changes: list[Chang
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------- the verdict
-#
-# asv continuous applies one factor to every benchmark. Their noise differs by
-# orders of magnitude (a sub-millisecond call wobbles far more than a
-# 100-millisecond one), so one factor either cries wolf on the noisy ones or
-# misses real changes in the quiet ones. The verdict here is per benchmark:
-# each timing's threshold comes from its own measured noise, and a change
-# must also be significant in asv's recorded samples.
-
-#: Samples per side of each timing: ROUNDS rounds of REPEAT calls, each
-#: round a benchmark process of its own, the rounds of base and head
-#: interleaved, so a slow spell of the machine hits both. The process is the
-#: unit of noise: the same call can settle in a different mode per process
-#: (NumPy 2.4's numpy.gemv dirty image at small took 136-138 ms in some
-#: processes and 178-186 ms in others, on one pinned CPU each, 2026-11-25),
-#: so samples of one process are not independent draws. Five processes a
-#: side let a test over their medians reach p < 0.01.
-ROUNDS, REPEAT = 5, 2
-#: A timing's threshold is 1 + NOISE_MULTIPLE x its noise (the larger of the
-#: two sides' relative spread: the interquartile range of its samples or
-#: half the range of its rounds' medians, whichever is larger, so a side
-#: whose processes settle in two modes gets a threshold above their ratio),
-#: never below TIME_FLOOR (or the --factor given).
-NOISE_MULTIPLE = 2.0
-TIME_FLOOR = 1.10
-#: One-sided Mann-Whitney test of head's round medians above base's: with
-#: five a side the smallest p is 1/252, so 0.01 is reachable by a clean
-#: shift of every process.
-ALPHA = 0.01
-#: Deterministic or nearly so: instruction counts and cycle estimates
-#: (Valgrind), peak memory; first-call seconds include JIT compilation.
-FIXED_THRESHOLDS = {
-    "track_instructions": 1.02,
-    "track_estimated_cycles": 1.02,
-    "peakmem_": 1.10,
-    "track_first_call_seconds": 2.0,
-}
-#: Not speed: accuracy is the tests' business, and a ratio of two errors
-#: near 1e-16 means nothing.
-NOT_ALERTED = ("track_max_relative_error",)
-
-
-@dataclass
-class Verdict:
-    benchmark: str  # name(params)
-    before: float
-    after: float
-    threshold: float
-    noise: float | None  # relative spread (see NOISE_MULTIPLE), for timings
-    p_value: float | None
-    regressed: bool
-
-    @property
-    def ratio(self) -> float:
-        return self.after / self.before if self.before else float("inf")
-
-
-def read_results(results_dir: Path, machine: str, commit: str) -> dict[str, dict]:
-    """{benchmark(params): {"value": median, "samples": [...], "q": (q25, q75)}}
-    from asv's result files of one commit on one machine."""
-    import itertools
-
-    found = {}
-    folder = results_dir / machine
-    for path in sorted(folder.glob(f"{commit[:8]}-*.json")):
-        data = json.loads(path.read_text())
-        columns = data.get("result_columns", [])
-        for name, row in data.get("results", {}).items():
-            cells = dict(zip(columns, row))
-            values = cells.get("result") or []
-            combos = list(itertools.product(*cells.get("params") or [[]])) or [()]
-            if not isinstance(values, list):
-                values = [values]
-            for i, (combo, value) in enumerate(zip(combos, values)):
-                key = f"{name}({', '.join(combo)})" if combo else name
-                samples = (cells.get("samples") or [None] * len(values))[i]
-                q25 = (cells.get("stats_q_25") or [None] * len(values))[i]
-                q75 = (cells.get("stats_q_75") or [None] * len(values))[i]
-                found[key] = {"value": value, "samples": samples, "q": (q25, q75)}
-    return found
-
-
-def rounds(samples: list[float]) -> list[float]:
-    """The medians of each round's REPEAT samples (asv appends rounds in
-    order), or the samples themselves when they do not split so."""
-    import numpy as np
-
-    if len(samples) % REPEAT or len(samples) == REPEAT:
-        return list(samples)
-    return [float(np.median(samples[i : i + REPEAT])) for i in range(0, len(samples), REPEAT)]
-
-
-def _relative_spread(entry: dict) -> float | None:
-    """One side's relative spread: the larger of its samples' interquartile
-    range and half its rounds' medians' range (or asv's quartiles when it
-    kept no samples), over its median."""
-    import numpy as np
-
-    samples = entry.get("samples")
-    if samples and len(samples) >= 4:
-        q25, q75 = np.percentile(samples, [25, 75])
-        medians = rounds(samples)
-        median = float(np.median(samples))
-        spread = max(q75 - q25, (max(medians) - min(medians)) / 2)
-    else:
-        (q25, q75), median = entry.get("q", (None, None)), entry.get("value")
-        if q25 is None or q75 is None or not median:
-            return None
-        spread = q75 - q25
-    return float(spread / median) if median else None
-
-
-def judge(before: dict[str, dict], after: dict[str, dict], floor: float = TIME_FLOOR) -> list[Verdict]:
-    """One verdict per benchmark both sides measured (see the section's comment)."""
-    from scipy.stats import mannwhitneyu
-
-    verdicts = []
-    for key in sorted(set(before) & set(after)):
-        b, a = before[key], after[key]
-        if not isinstance(b["value"], (int, float)) or not isinstance(a["value"], (int, float)):
-            continue  # failed or skipped on a side: asv's table reports those
-        method = key.split("(", 1)[0].rsplit(".", 1)[-1]
-        if method.startswith(NOT_ALERTED):
-            continue
-        fixed = next((t for prefix, t in FIXED_THRESHOLDS.items() if method.startswith(prefix)), None)
-        noise = p_value = None
-        if fixed is not None:
-            threshold = fixed
-            significant = True  # one deterministic value a side: nothing to test
-        else:
-            spreads = [x for x in (_relative_spread(b), _relative_spread(a)) if x is not None]
-            noise = max(spreads) if spreads else None
-            threshold = max(floor, 1 + NOISE_MULTIPLE * (noise or 0.0))
-            if b["samples"] and a["samples"] and len(b["samples"]) >= 3 and len(a["samples"]) >= 3:
-                p_value = float(
-                    mannwhitneyu(rounds(a["samples"]), rounds(b["samples"]), alternative="greater").pvalue
-                )
-                significant = p_value < ALPHA
-            else:
-                significant = True
-        ratio = a["value"] / b["value"] if b["value"] else float("inf")
-        verdicts.append(Verdict(key, b["value"], a["value"], threshold, noise, p_value,
-                                ratio > threshold and significant))  # fmt: skip
-    return verdicts
-
-
 def compare(
     base: str,
     head: str,
@@ -603,87 +468,3 @@ def _only_machine(results_dir: Path) -> str | None:
     """The machine of the results, when there is exactly one."""
     names = [p.name for p in results_dir.iterdir() if p.is_dir()] if results_dir.exists() else []
     return names[0] if len(names) == 1 else None
-
-
-def write_noise(path: Path, commits: dict, verdicts: list[Verdict]) -> None:
-    """Each benchmark's measured noise and threshold, kept with the results."""
-    path.write_text(json.dumps({
-        "commits": commits,
-        "benchmarks": {v.benchmark: {"noise": v.noise, "threshold": v.threshold, "p_value": v.p_value,
-                                     "ratio": v.ratio} for v in verdicts},
-    }, indent=1))  # fmt: skip
-
-
-def _graph_settings(graph: str) -> dict[str, str]:
-    """The settings a graph's path encodes: ``.../machine-NAME/...`` -> {machine: NAME}."""
-    return dict(part.split("-", 1) for part in Path(graph).parent.parts if "-" in part)
-
-
-def _samples_at(results_dir: Path, settings: dict, commit: str, name: str, index: int) -> dict | None:
-    """One benchmark parameter's result at one commit, with its samples, in
-    the result file of the graph's machine and thread setting."""
-    machine = settings.get("machine")
-    if not machine or not commit:
-        return None
-    for path in sorted((results_dir / machine).glob(f"{commit[:8]}-*.json")):
-        data = json.loads(path.read_text())
-        if any(data.get("env_vars", {}).get(k, v) != v for k, v in settings.items() if k.isupper()):
-            continue
-        row = data.get("results", {}).get(name)
-        if row is None:
-            continue
-        cells = dict(zip(data.get("result_columns", []), row))
-        values = cells.get("result") or []
-        values = values if isinstance(values, list) else [values]
-        if index >= len(values) or not isinstance(values[index], (int, float)):
-            return None
-        samples = (cells.get("samples") or [None] * len(values))[index]
-        quartiles = [(cells.get(f"stats_q_{q}") or [None] * len(values))[index] for q in (25, 75)]
-        return {"value": values[index], "samples": samples, "q": tuple(quartiles)}
-    return None
-
-
-def regressions(html_dir: Path, results_dir: Path | None = None) -> tuple[int, str]:
-    """(number of regressions, markdown) from a published site's
-    regressions.json, each of asv's jumps kept only when it exceeds the
-    benchmark's own threshold (the verdict's rules, from the samples of the
-    two commits in ``results_dir``): asv flags every jump above one global
-    fraction, and on a shared runner the noisy benchmarks cross it every night."""
-    path = html_dir / "regressions.json"
-    if not path.exists():
-        return 0, "No regressions file: has the site been published?"
-    found = json.loads(path.read_text()).get("regressions", [])
-    index = json.loads((html_dir / "index.json").read_text()) if (html_dir / "index.json").exists() else {}
-    to_hash = {int(k): v for k, v in index.get("revision_to_hash", {}).items()}
-    results_dir = results_dir or html_dir.parent / "results"
-    lines = [
-        "## Performance regressions in the published lenskern benchmarks",
-        "",
-        "Each jump exceeds its benchmark's own threshold (from the samples' noise, as in "
-        "`python -m lenskern.observatory compare`).",
-        "",
-        "| benchmark | graph | revisions | before -> after | ratio | threshold |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    kept = 0
-    # asv's entries: [name, graph path, graph params, parameter index, last
-    # value, best value, jumps], each jump (revision before or None,
-    # revision after, value before, value after).
-    for name, graph, _params, param_index, _last, _best, jumps in found:
-        settings = _graph_settings(graph)
-        benchmark = name.split("(", 1)[0]
-        for before, after, value_before, value_after in jumps or []:
-            sides = [_samples_at(results_dir, settings, to_hash.get(rev), benchmark, param_index or 0)
-                     for rev in (before, after)]  # fmt: skip
-            b = sides[0] or {"value": value_before, "samples": None, "q": (None, None)}
-            a = sides[1] or {"value": value_after, "samples": None, "q": (None, None)}
-            (verdict,) = judge({name: b}, {name: a}) or [None]
-            if verdict is None or not verdict.regressed:
-                continue
-            kept += 1
-            revisions = f"{before}..{after}" if before is not None else f"{after}"
-            lines.append(f"| `{name}` | `{graph}` | {revisions} | {value_before:.3g} -> {value_after:.3g} "
-                         f"| {verdict.ratio:.2f} | {verdict.threshold:.2f} |")  # fmt: skip
-    if not kept:
-        return 0, "No regressions above their benchmarks' thresholds in the published results."
-    return kept, "\n".join(lines)

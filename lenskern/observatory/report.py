@@ -10,12 +10,12 @@ fastest against the fastest peer, both from the same run.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from lenskern import registry
+from lenskern.observatory.results import Measurement, read
 from lenskern.observatory.suite import PROFILE, class_name
 
 
@@ -28,40 +28,19 @@ class Row:
     max_relative_error: float = math.nan
 
 
-def _values(results: dict, name: str, tier: str) -> dict[str, float]:
-    """{implementation: value} of one benchmark at one tier; NaN where n/a."""
-    entry = results.get(name)
-    if entry is None or entry[0] is None:
-        return {}
-    values, params = entry[0], entry[1]
-    implementations = [json.loads(p.replace("'", '"')) for p in params[0]]
-    tiers = [json.loads(p.replace("'", '"')) for p in params[1]]
-    out = {}
-    for i, implementation in enumerate(implementations):
-        for j, each in enumerate(tiers):
-            if each == tier:
-                value = values[i * len(tiers) + j]
-                out[implementation] = math.nan if value is None else float(value)
-    return out
+def _benchmark(found: list[Measurement], cls: str, method: str, tier: str) -> dict[str, float]:
+    """{implementation: value} of one benchmark method at one tier; NaN where n/a."""
+    return {
+        m.params[0]: math.nan if m.value is None else m.value
+        for m in found
+        if m.class_name == cls and m.method == method and len(m.params) == 2 and m.params[1] == tier
+    }
 
 
-def result_files(results_dir: Path, machine: str, commit: str) -> list[Path]:
-    """asv's result files of one commit on one machine, one per environment."""
-    return sorted((results_dir / machine).glob(f"{commit[:8]}-*.json"))
-
-
-def _benchmark(results: dict, cls: str, method: str, tier: str) -> dict[str, float]:
-    for name in results:
-        module_cls, _, found = name.rpartition(".")
-        if found == method and module_cls.rpartition(".")[2] == cls:
-            return _values(results, name, tier)
-    return {}
-
-
-def rows(by_threads: dict[str, dict], kernel: str, tier: str) -> list[Row]:
+def rows(by_threads: dict[str, list[Measurement]], kernel: str, tier: str) -> list[Row]:
     """One row per implementation timed on some thread setting, fastest first.
 
-    ``by_threads`` maps LENSKERN_NUM_THREADS to that environment's results.
+    ``by_threads`` maps LENSKERN_NUM_THREADS to that environment's measurements.
     """
     name = class_name(kernel)
     found: dict[str, Row] = {}
@@ -158,7 +137,7 @@ def peer_line(found: list[Row], threads: str) -> str:
     )
 
 
-def peers_table(by_tier: dict[str, dict[str, dict]], machine: str, commit: str) -> str:
+def peers_table(by_tier: dict[str, dict[str, list[Measurement]]], machine: str, commit: str) -> str:
     """Markdown for the README's "lenskern against what you run today": per
     kernel and tier, lenskern's fastest implementation against the fastest
     peer's, on one thread, both from the same asv run (``by_tier`` maps a
@@ -185,14 +164,9 @@ def peers_table(by_tier: dict[str, dict[str, dict]], machine: str, commit: str) 
     return "\n".join(lines)
 
 
-def results_by_threads(results_dir: Path, machine: str, commit: str) -> dict[str, dict]:
-    """{LENSKERN_NUM_THREADS: that environment's asv results} of one commit."""
-    by_threads = {}
-    for path in result_files(results_dir, machine, commit):
-        data = json.loads(path.read_text())
-        threads = data.get("env_vars", {}).get("LENSKERN_NUM_THREADS", "unpinned")
-        by_threads[threads] = data["results"]
-    return by_threads
+def results_by_threads(results_dir: Path, machine: str, commit: str) -> dict[str, list[Measurement]]:
+    """{LENSKERN_NUM_THREADS: that environment's measurements} of one commit."""
+    return {found.threads: found.measurements for found in read(results_dir, machine, commit)}
 
 
 def report(results_dir: Path, machine: str, commit: str, tier: str = "small") -> str:
@@ -210,7 +184,7 @@ def report(results_dir: Path, machine: str, commit: str, tier: str = "small") ->
     return "\n\n".join(sections)
 
 
-def measured_table(by_threads: dict[str, dict], machine: str, commit: str, tier: str) -> str:
+def measured_table(by_threads: dict[str, list[Measurement]], machine: str, commit: str, tier: str) -> str:
     """Markdown for the README: per kernel, ``compute``'s first choice against
     the fastest other implementation, on one thread, from one asv run (both
     sides measured side by side), with the machine, commit and tier it came

@@ -49,7 +49,7 @@ def plot(title: str, found: list[Row], settings: list[str], path: Path) -> None:
     plt.close(fig)
 
 
-def tables(by_threads_by_tier: dict[str, dict[str, dict]], out: Path) -> str:
+def tables(by_threads_by_tier: dict[str, dict[str, list]], out: Path) -> str:
     """Markdown for every round whose tier has results; a PNG beside each table."""
     out.mkdir(parents=True, exist_ok=True)
     sections = []

@@ -3,7 +3,7 @@ module declares each kernel's classes, and what the classes are called.
 
 Each kernel has a class ``<Kernel>`` (time per call, every thread setting)
 and ``<Kernel>Profile`` (memory, first call, error; one thread), declared
-explicitly in ``benchmarks/<area>.py``; ``tests/test_benchmarks.py`` holds
+explicitly in ``benchmarks/<area>.py``; ``tests/observatory/test_benchmarks.py`` holds
 the declarations to the names here, which the report, the seeds' rounds and
 the alert read asv's results by.
 """
@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from lenskern import registry
 
-#: area module of benchmarks/ -> the kernels whose classes it declares.
+#: area module of benchmarks/ -> the kernels whose classes it declares
+#: (each kernel's ``area`` in registry.DECLARED).
 AREAS = {
-    "offsets": ("w_tilde", "w_offsets", "w_tilde_from_offsets"),
-    "curvature": ("mapping_matrix", "data_vector", "curvature_matrix", "regularization_matrix"),
-    "likelihood": ("dirty_image", "reconstruction", "noise_normalization", "log_evidence"),
-    "examples": registry.EXAMPLES,
+    area: tuple(k.name for k in registry.DECLARED if k.area == area)
+    for area in dict.fromkeys(k.area for k in registry.DECLARED)
 }
 #: Suffix of the class with a kernel's memory, first-call and error benchmarks.
 PROFILE = "Profile"

@@ -15,10 +15,10 @@ LAYERS = (
     "__main__",  # the command line
     "likelihood",  # the sampler's evidence, in memory or from a store
     "cluster",  # the stream's sums on Dask workers
-    "stream",  # the data parts summed chunk by chunk
+    "stream | uvfits",  # the data parts summed chunk by chunk; UVFITS files into stores
     "backends",  # the implementations, one module (or package) per backend
     "store",  # visibilities on disk
-    "problems",  # the generator of inputs
+    "problems | evidence",  # the generator of inputs; the evidence from its parts
     "registry",  # implementations declared, found, chosen
     "validate",  # inputs checked
     "conventions | threads | _commit",  # SPEC's constants; thread pools; the build's commit

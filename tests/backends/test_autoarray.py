@@ -3,7 +3,7 @@ agreement with the reference under Python 3.12 from any interpreter.
 
 autoarray 2026.10.26.1 installs on Python >= 3.12 only. Where this
 interpreter has it (the ``peers`` extra on 3.12), the agreement tests of
-``tests/test_agreement.py`` run its implementations like any other backend's,
+``tests/contract/test_agreement.py`` run its implementations like any other backend's,
 and the tests below marked ``needs_autoarray`` check what is particular to
 it. Where it does not (Python 3.11, what CI and asv use), the backend is
 missing with its reason, and :func:`test_autoarray_under_python312` runs those
@@ -32,7 +32,7 @@ from conftest import assert_agrees, reference_impl, with_intermediates
 from lenskern.backends import autoarray as backend
 from lenskern.conventions import ARCSEC_TO_RADIANS, TWO_PI
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MISSING = lk.implementations("w_offsets").missing.get("autoarray")
 needs_autoarray = pytest.mark.skipif(MISSING is not None, reason=f"autoarray backend missing: {MISSING}")
 
@@ -41,8 +41,9 @@ needs_autoarray = pytest.mark.skipif(MISSING is not None, reason=f"autoarray bac
 #: checks (some loop over every implementation) and the README's tables (the
 #: same there). Not the laws: they rerun every backend (3.5 minutes there),
 #: and autoarray's outputs agree within 1e-9 with the reference's, which obey them.
-PY312_TESTS = ["tests/test_agreement.py", "tests/test_validation.py", "tests/test_autoarray.py",
-               "tests/test_registry.py", "tests/test_readme.py",
+PY312_TESTS = ["tests/contract/test_agreement.py", "tests/contract/test_validation.py",
+               "tests/backends/test_autoarray.py", "tests/contract/test_registry.py",
+               "tests/infrastructure/test_readme.py",
                "-k", "autoarray or test_registry or tables_are_current"]  # fmt: skip
 
 

@@ -12,8 +12,14 @@ import pytest
 import lenskern as lk
 from lenskern import conventions, registry
 
-#: The NUFFT implementations, each a library's; one missing here is skipped.
-NUFFTS = ["numpy.nufft", "ducc0.nufft"]
+#: lenskern's NUFFT implementations of the offset table on the CPU, from the
+#: registry (each a library's: FINUFFT, jax-finufft, ducc0; a peer's NUFFT is
+#: the peer's tests' business); one missing here is skipped.
+NUFFTS = [
+    f"{backend}.nufft"
+    for backend, declared in registry.BACKENDS.items()
+    if declared.device == "cpu" and not declared.peer and "nufft" in registry.declared("w_offsets", backend)
+]
 
 
 @pytest.fixture(scope="module")

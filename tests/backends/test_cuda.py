@@ -2,7 +2,7 @@
 every kernel checked against the reference on Numba's CUDA simulator, and
 every kernel compiled for a real GPU where the CUDA toolkit is installed.
 
-The simulator runs in a subprocess (``tests/simulated_cuda.py``): it must be
+The simulator runs in a subprocess (``tests/backends/simulated_cuda.py``): it must be
 switched on before numba.cuda is first imported, and this session's NumPy,
 Numba and JAX tests must not run under it. It runs the kernels as Python, so
 it cannot tell whether Numba's CUDA compiler accepts them; compiling each to
@@ -24,7 +24,7 @@ import pytest
 import lenskern as lk
 from lenskern import registry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: The compute capability the kernels are compiled for without a GPU: the
 #: A100's (float64 atomics need 6.0 or later).
@@ -54,13 +54,13 @@ def test_without_a_gpu_the_backend_is_missing_with_its_reason():
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
-    """tests/simulated_cuda.py (and the registry's checks of names,
+    """tests/backends/simulated_cuda.py (and the registry's checks of names,
     docstrings, cost models and gaps, which a GPU machine would run on this
     backend) under NUMBA_ENABLE_CUDASIM=1: (output, exit code, the launches'
     argument types by kernel)."""
     launches = tmp_path_factory.mktemp("cuda") / "launches.json"
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", LENSKERN_CUDA_LAUNCHES=str(launches))
-    modules = ["tests/simulated_cuda.py", "tests/test_registry.py"]
+    modules = ["tests/backends/simulated_cuda.py", "tests/contract/test_registry.py"]
     only = ["-k", "not test_registry or numba_cuda or cost_model or recommended_names"]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *modules, *only],

@@ -1,6 +1,6 @@
 """Every numba_cuda implementation against the reference, on Numba's CUDA simulator.
 
-``tests/test_cuda.py`` runs this module in a subprocess with
+``tests/backends/test_cuda.py`` runs this module in a subprocess with
 ``NUMBA_ENABLE_CUDASIM=1``: the simulator must be chosen before numba.cuda is
 first imported, and the rest of the suite must not run under it. A plain
 pytest run does not collect it (its name does not start with ``test_``).

@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 import lenskern as lk
 from conftest import assert_agrees, evidence_carried_error, problems, reference_impl, with_intermediates
+from lenskern import problems as problems_module
 from lenskern import store as store_module
-from lenskern import stream
+from lenskern import stream, uvfits
 from lenskern.store import VisibilityStore
 
 pytest.importorskip("zarr")
@@ -144,8 +145,8 @@ def test_the_nufft_library_is_ducc0_where_installed_and_checked():
 
 def test_generated_chunks_are_seeded_valid_and_bounded():
     sizes = dict(N=10, K=1000, pixel_scale=0.05)
-    first = list(store_module.generate(sizes, seed=4, chunk=128, channels=3))
-    again = list(store_module.generate(sizes, seed=4, chunk=128, channels=3))
+    first = list(problems_module.generate_chunks(sizes, chunk=128, seed=4, channels=3))
+    again = list(problems_module.generate_chunks(sizes, chunk=128, seed=4, channels=3))
     assert sum(len(arrays["noise"]) for _, _, arrays in first) == 1000
     assert {channel for channel, _, _ in first} == {"0", "1", "2"}
     uv_max = 0.4 / (0.05 * lk.conventions.ARCSEC_TO_RADIANS)
@@ -155,7 +156,7 @@ def test_generated_chunks_are_seeded_valid_and_bounded():
         assert np.hypot(*arrays["uv"].T).max() <= uv_max * ratio * (1 + 1e-12)
         for name in arrays:
             np.testing.assert_array_equal(arrays[name], same[name])
-    other = next(store_module.generate(sizes, seed=5, chunk=128))[2]
+    other = next(problems_module.generate_chunks(sizes, chunk=128, seed=5))[2]
     assert not np.array_equal(other["noise"], first[0][2]["noise"])
 
 
@@ -164,7 +165,7 @@ def test_generated_store_matches_its_generator(tmp_path):
     store = store_module.write_generated(tmp_path / "g.zarr", sizes, seed=1, chunk=100, channels=2)
     assert store.channels == ["0", "1"] and store.size() == 500
     assert store.frequency("1") == pytest.approx(0.98)
-    parts = [arrays for _, _, arrays in store_module.generate(sizes, seed=1, chunk=100, channels=2)]
+    parts = [arrays for _, _, arrays in problems_module.generate_chunks(sizes, chunk=100, seed=1, channels=2)]
     np.testing.assert_array_equal(
         store.read_all()["visibilities"], np.concatenate([p["visibilities"] for p in parts])
     )
@@ -295,8 +296,8 @@ def test_uvfits_through_pyuvdata_round_trips_into_a_store(tmp_path):
     filename = tmp_path / "p.uvfits"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the placeholder antennas do not match the problem's uvw
-        store_module.write_uvfits(problem, filename, frequencies=[230e9, 234.6e9], flagged=flagged)
-        store = store_module.read_uvfits(filename, tmp_path / "p.zarr", chunk=16, rows_per_read=25)
+        uvfits.write_uvfits(problem, filename, frequencies=[230e9, 234.6e9], flagged=flagged)
+        store = uvfits.read_uvfits(filename, tmp_path / "p.zarr", chunk=16, rows_per_read=25)
     assert store.channels == ["spw0-0", "spw0-1"]
     assert [store.frequency(c) for c in store.channels] == [230e9, 234.6e9]
     keep = ~flagged
@@ -328,7 +329,7 @@ def test_command_line_writes_and_streams_a_store(tmp_path, capsys):
 def test_stream_benchmarks_are_a_tier_of_their_own(monkeypatch):
     """Off (n/a) unless LENSKERN_BENCH_TIERS names the stream tier; on, they
     run (here at a small K and grid)."""
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
     from benchmarks import stream as bench
 
     off = bench.Stream()

@@ -1,5 +1,5 @@
 """The pull-request check as GitHub runs it: benchmarks-pr.yml's steps in
-order, in a clean clone, as a user that is not root (tests/workflow_runner.py).
+order, in a clean clone, as a user that is not root (tests/observatory/workflow_runner.py).
 
 A planted 3% slowdown (one more pass over a K-element array in the
 recommended noise normalization) fails the check through the workflow's own
@@ -10,8 +10,6 @@ artifact holds the results. An unchanged commit passes.
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
 import subprocess
 import tempfile
@@ -23,11 +21,8 @@ import workflow_runner
 from conftest import clone_with_plant, git
 
 pytest.importorskip("asv")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "benchmarks-pr.yml"
-#: The user the steps run as when the tests run as root: GitHub's runner user
-#: is not root either.
-RUNNER = "lenskern-runner"
 #: The PR check narrowed, through the repository variable the workflow reads,
 #: to the planted kernel's count and time: the whole selection is the
 #: nightly's and the measured PR check's business, not a test's.
@@ -40,26 +35,6 @@ PLANT = (
     "return float(np.sum(2.0 * np.log(TWO_PI * noise**2) + 0.0))",  # one more pass over K elements
 )
 MARKER = "<!-- lenskern-benchmarks -->"
-
-
-@pytest.fixture(scope="module")
-def runner():
-    """(uid, gid) or None, its home, and its Python as setup-python gives
-    one: a virtualenv of the system's Python 3.11, kept in the runner's home
-    between runs like a tool cache."""
-    if os.geteuid() == 0:
-        if subprocess.run(["id", "-u", RUNNER], capture_output=True).returncode != 0:
-            subprocess.run(["useradd", "--create-home", RUNNER], check=True)
-        entry = pwd.getpwnam(RUNNER)
-        user, home = (entry.pw_uid, entry.pw_gid), Path(entry.pw_dir)
-    else:
-        user, home = None, Path(tempfile.mkdtemp(prefix="lenskern-runner-home-"))
-    python = shutil.which("python3.11", path="/usr/bin:/usr/local/bin") or shutil.which("python3.11")
-    venv = home / ".cache" / "lenskern-setup-python"
-    as_user = {"user": user[0], "group": user[1], "extra_groups": []} if user else {}
-    if not (venv / "bin" / "python").exists():
-        subprocess.run([python, "-m", "venv", str(venv)], check=True, env={"HOME": str(home)}, **as_user)
-    return user, home, venv / "bin"
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ import pytest
 import lenskern as lk
 from conftest import asv_env
 from lenskern.observatory import suite
-from lenskern.observatory.report import report, rows
+from lenskern.observatory.report import report, results_by_threads, rows
 
 pytest.importorskip("asv")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def asv(*args, home: Path, config=None, tiers="tiny", **kwargs):
@@ -96,10 +96,7 @@ def test_one_benchmark_runs_for_real_and_reports(config, asv_home):
     results_dir = Path(json.loads(config.read_text())["results_dir"])
     files = list((results_dir / "ci-check").glob(f"{commit[:8]}-*.json"))
     assert len(files) == 2, "one result file per LENSKERN_NUM_THREADS setting"
-    by_threads = {}
-    for path in files:
-        data = json.loads(path.read_text())
-        by_threads[data["env_vars"]["LENSKERN_NUM_THREADS"]] = data["results"]
+    by_threads = results_by_threads(results_dir, "ci-check", commit)  # the one reader of asv's files
     assert set(by_threads) == {"1", "all"}
     found = rows(by_threads, "regularization_matrix", "tiny")
     assert {"numpy.scatter", "numba.loop", "jax.scatter"} <= {row.implementation for row in found}

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from conftest import asv_env, clone_with_plant, git
-from lenskern.observatory import alert
+from lenskern.observatory import alert, regressions, verdict
 
 pytest.importorskip("asv")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: The planted implementation only: asv's -b also matches the parameters.
 #: The other implementations' false-positive rate is the unit tests' and
 #: noise.json's business; an end-to-end run of each here would triple the time.
@@ -148,7 +148,7 @@ def test_a_side_that_ran_the_other_commit_is_broken(clone, tmp_path, asv_home):
     assert "Each side imported" not in report
 
 
-def _side(value, spread, n=alert.ROUNDS * alert.REPEAT, seed=0, modes=None):
+def _side(value, spread, n=verdict.ROUNDS * verdict.REPEAT, seed=0, modes=None):
     """One side's result: ``n`` samples around ``value`` with a relative
     spread, asv's order (round after round); ``modes``: one factor per round,
     the level that round's process settled at."""
@@ -156,7 +156,7 @@ def _side(value, spread, n=alert.ROUNDS * alert.REPEAT, seed=0, modes=None):
 
     samples = value * (1 + spread * np.random.default_rng(seed).uniform(-1, 1, n))
     if modes is not None:
-        samples *= np.repeat(modes, alert.REPEAT)
+        samples *= np.repeat(modes, verdict.REPEAT)
     samples = list(samples)
     return {"value": float(np.median(samples)), "samples": samples, "q": (None, None)}
 
@@ -173,9 +173,9 @@ def test_each_timing_is_judged_by_its_own_noise():
         "unchanged": (_side(0.05, 0.05), _side(0.05, 0.05, seed=1), False),
     }
     for label, (before, after, expected) in cases.items():
-        (verdict,) = alert.judge({name: before}, {name: after})
-        assert verdict.regressed is expected, (label, verdict)
-        assert verdict.threshold >= alert.TIME_FLOOR
+        (found,) = verdict.judge({name: before}, {name: after})
+        assert found.regressed is expected, (label, found)
+        assert found.threshold >= verdict.TIME_FLOOR
 
 
 def test_processes_that_settle_in_two_modes_are_the_unit_of_noise():
@@ -188,7 +188,7 @@ def test_processes_that_settle_in_two_modes_are_the_unit_of_noise():
     fast, slow = 1.0, 182 / 137
     mostly_fast = [fast, fast, fast, fast, slow]
     mostly_slow = [slow, slow, slow, slow, fast]
-    assert len(mostly_fast) == alert.ROUNDS
+    assert len(mostly_fast) == verdict.ROUNDS
     cases = {
         "unchanged, modes split 4:1 and 1:4": (
             _side(0.137, 0.02, modes=mostly_fast),
@@ -202,14 +202,14 @@ def test_processes_that_settle_in_two_modes_are_the_unit_of_noise():
         ),
     }
     for label, (before, after, expected) in cases.items():
-        (verdict,) = alert.judge({name: before}, {name: after})
-        assert verdict.regressed is expected, (label, verdict)
+        (found,) = verdict.judge({name: before}, {name: after})
+        assert found.regressed is expected, (label, found)
 
 
 def test_rounds_are_split_in_asv_order():
-    assert alert.rounds([1.0, 3.0] * alert.ROUNDS)[:2] == [2.0, 2.0]
-    assert len(alert.rounds([1.0] * alert.ROUNDS * alert.REPEAT)) == alert.ROUNDS
-    assert alert.rounds([1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]  # not whole rounds: the samples themselves
+    assert verdict.rounds([1.0, 3.0] * verdict.ROUNDS)[:2] == [2.0, 2.0]
+    assert len(verdict.rounds([1.0] * verdict.ROUNDS * verdict.REPEAT)) == verdict.ROUNDS
+    assert verdict.rounds([1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]  # not whole rounds: the samples themselves
 
 
 def test_counts_and_memory_have_fixed_thresholds_and_errors_none():
@@ -220,7 +220,7 @@ def test_counts_and_memory_have_fixed_thresholds_and_errors_none():
     head = {"counts.Instructions.track_instructions('fma/numba.parallel')": one(1_030_000),
             "offsets.WTildeProfile.peakmem_call('numpy.gemm', 'small')": one(105e6),
             "offsets.WTildeProfile.track_max_relative_error('numpy.gemm', 'small')": one(4e-16)}  # fmt: skip
-    verdicts = {v.benchmark.split("(")[0].rsplit(".", 1)[1]: v for v in alert.judge(base, head)}
+    verdicts = {v.benchmark.split("(")[0].rsplit(".", 1)[1]: v for v in verdict.judge(base, head)}
     assert verdicts["track_instructions"].regressed  # 3% more instructions: above x1.02
     assert not verdicts["peakmem_call"].regressed  # 5% more memory: below x1.10
     assert "track_max_relative_error" not in verdicts
@@ -258,7 +258,7 @@ def test_nightly_regressions_keep_only_steps_above_their_noise(tmp_path):
     (html / "regressions.json").write_text(json.dumps({"regressions": [
         entry("'numpy.gemv'", 0, quiet[0]["value"], quiet[1]["value"]),
         entry("'numba.direct'", 1, noisy[0]["value"], noisy[1]["value"])]}))  # fmt: skip
-    count, text = alert.regressions(html, tmp_path / "results")
+    count, text = regressions.regressions(html, tmp_path / "results")
     assert count == 1 and "'numpy.gemv'" in text and "'numba.direct'" not in text
 
 

@@ -1,7 +1,7 @@
 """The GitHub workflows are valid: the workflow JSON schema, yamllint and
 actionlint, all offline; they call the repository's scripts, not inline
 logic; and what they do as a user that is not root works
-(tests/test_pr_workflow.py runs the PR check's steps end to end)."""
+(tests/observatory/test_pr_workflow.py runs the PR check's steps end to end)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import yaml
 
 from lenskern.observatory import nightly
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 
 

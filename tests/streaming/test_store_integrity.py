@@ -17,7 +17,7 @@ import pytest
 
 import lenskern as lk
 from lenskern import store as store_module
-from lenskern import stream
+from lenskern import stream, uvfits
 from lenskern.store import VisibilityStore
 
 pytest.importorskip("zarr")
@@ -194,16 +194,16 @@ def test_a_failed_writer_removes_what_it_started(tmp_path):
     filename = tmp_path / "p.uvfits"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the placeholder antennas do not match the problem's uvw
-        store_module.write_uvfits(lk.make_problem(dict(SIZES, K=40), seed=5), filename)
+        uvfits.write_uvfits(lk.make_problem(dict(SIZES, K=40), seed=5), filename)
         with pytest.raises(ValueError, match=r"^polarization: 'xx' is not in the file's \['pI'\]"):
-            store_module.read_uvfits(filename, tmp_path / "p.zarr", polarization="xx")
+            uvfits.read_uvfits(filename, tmp_path / "p.zarr", polarization="xx")
     assert not (tmp_path / "p.zarr").exists()
     with pytest.raises(ValueError, match=r"^rows_per_read: must be an integer >= 1, got 0"):
-        store_module.read_uvfits(filename, tmp_path / "p.zarr", rows_per_read=0)
+        uvfits.read_uvfits(filename, tmp_path / "p.zarr", rows_per_read=0)
     truncated = tmp_path / "cut.uvfits"
     truncated.write_bytes(filename.read_bytes()[:5000])
     with pytest.raises(ValueError, match=r"^filename: .*cut\.uvfits is not a readable UVFITS file"):
-        store_module.read_uvfits(truncated, tmp_path / "q.zarr")
+        uvfits.read_uvfits(truncated, tmp_path / "q.zarr")
     assert not (tmp_path / "q.zarr").exists()
 
 

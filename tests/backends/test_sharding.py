@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("devices", [2, 3])
@@ -23,7 +23,7 @@ def test_sharded_kernels_agree_with_the_reference_on_several_devices(devices):
     check = f"import jax; assert len(jax.devices()) == {devices}, jax.devices()"
     env = dict(os.environ, XLA_FLAGS=flags.strip())
     subprocess.run([sys.executable, "-c", check], env=env, check=True)
-    tests = ["tests/test_agreement.py", "-k", "sharded"]
+    tests = ["tests/contract/test_agreement.py", "-k", "sharded"]
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
                          cwd=ROOT, env=env, capture_output=True, text=True)  # fmt: skip
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]

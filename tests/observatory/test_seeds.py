@@ -7,14 +7,17 @@ import numpy as np
 import pytest
 
 from lenskern.observatory import seeds, suite
+from lenskern.observatory.results import measurements
 
 pytest.importorskip("matplotlib")
 
 
-def _results(times: dict[str, float], tier: str) -> dict:
-    """asv's results layout: [values, [implementations, tiers]]."""
+def _results(times: dict[str, float], tier: str) -> list:
+    """asv's results layout, [values, [implementations, tiers]], read back."""
     names = [f"'{n}'" for n in times]
-    return {"curvature.CurvatureMatrix.time_call": [list(times.values()), [names, [f"'{tier}'"]]]}
+    return measurements(
+        {"curvature.CurvatureMatrix.time_call": [list(times.values()), [names, [f"'{tier}'"]]]}
+    )
 
 
 def test_bonus_round_table_and_chart(tmp_path):
