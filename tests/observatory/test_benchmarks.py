@@ -129,3 +129,36 @@ def test_the_suite_cache_is_the_users_own(tmp_path, monkeypatch):
         os.chown(folder, 65534, 65534)
         with pytest.raises(RuntimeError, match="owned by another user"):
             common._cache_folder()
+
+
+def test_counts_are_counted_once_per_code_not_once_per_round(tmp_path, monkeypatch):
+    """asv runs setup_cache again for every round; the counts are
+    deterministic, so the second round reads the first's, and changed code
+    (another installed lenskern) or other calls count again."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import counts as bench
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(bench.counts, "supported", lambda: None)
+    monkeypatch.setattr(bench, "one_thread", lambda: True)
+    counted = []
+
+    def count_many(calls, tier):
+        counted.append(list(calls))
+        return {call: {"instructions": 100 + i, "estimated_cycles": 200.0} for i, call in enumerate(calls)}
+
+    monkeypatch.setattr(bench.counts, "count_many", count_many)
+    suite = bench.Instructions()
+    suite.params = [["fma/numpy.vector", "fma/numba.parallel"]]
+    first = suite.setup_cache()
+    assert suite.setup_cache() == first and len(counted) == 1
+    assert first["fma/numba.parallel"]["instructions"] == 101
+    suite.params = [["fma/numpy.vector"]]
+    suite.setup_cache()
+    assert len(counted) == 2  # other calls: counted again
+    other = tmp_path / "other-lenskern"
+    (other / "lenskern").mkdir(parents=True)
+    (other / "lenskern" / "__init__.py").write_text("# another commit's code\n")
+    monkeypatch.setattr(bench, "_package", lambda: other / "lenskern")
+    suite.setup_cache()
+    assert len(counted) == 3  # other code: counted again
