@@ -100,8 +100,9 @@ def run(machine: str, tier: str) -> None:
         raise SystemExit(f"asv run exited with status {code}: some benchmarks failed (see above)")
 
 
-def nightly_job(machine: str, branch: str, cap: int) -> None:
-    """asv run of tonight's commits (lenskern.observatory.nightly.plan)."""
+def nightly_job(machine: str, branch: str, cap: int, bench: str | None = None) -> None:
+    """asv run of tonight's commits (lenskern.observatory.nightly.plan);
+    ``bench``, asv's benchmark regex, narrows the suite."""
     done = nightly.benchmarked(RESULTS, machine)
     tonight, pending = nightly.plan(nightly.branch_commits(branch), done, cap)
     if not tonight:
@@ -114,8 +115,9 @@ def nightly_job(machine: str, branch: str, cap: int) -> None:
     hashes = Path(".asv") / "nightly-commits.txt"
     hashes.parent.mkdir(exist_ok=True)
     hashes.write_text("\n".join(tonight) + "\n")
+    narrowed = ("--bench", bench) if bench else ()
     code = _asv("run", f"HASHFILE:{hashes}", "--machine", machine, "--show-stderr", "--record-samples",
-                check=False)  # fmt: skip
+                *narrowed, check=False)  # fmt: skip
     if code != 0:
         raise SystemExit(f"asv run exited with status {code}: some benchmarks failed (see above)")
 
@@ -285,6 +287,7 @@ def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
     nightly_parser.add_argument("--branch", default="main")
     nightly_parser.add_argument("--cap", type=int, default=nightly.CAP,
                                 help=f"commits per night ({nightly.CAP})")  # fmt: skip
+    nightly_parser.add_argument("--bench", "-b", default=None, help="asv's benchmark regex (default: all)")
     regressions_parser = commands.add_parser("regressions", help="published regressions")
     regressions_parser.add_argument("--report", type=Path, default=None)
     measured_parser = commands.add_parser("measured", help="the README's table of measured ratios")
@@ -322,7 +325,7 @@ def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
         _write_report(text, args.report)
         raise SystemExit(1 if count else 0)
     if args.command == "nightly":
-        nightly_job(args.machine, args.branch, args.cap)
+        nightly_job(args.machine, args.branch, args.cap, args.bench)
     elif args.command == "run":
         run(args.machine, args.tier)
     elif args.command == "publish":

@@ -11,7 +11,8 @@ Actions are emulated by what they do to the workspace:
 ``actions/checkout`` (the clone is the checkout), ``actions/setup-python``
 (a Python prepended to PATH), ``actions/cache`` (the path linked to a
 folder of the key, kept between runs), ``actions/upload-artifact`` (every
-path must exist: a wrong path fails the step) and ``actions/github-script``
+path must exist: a wrong path fails the step), ``actions/upload-pages-artifact``
+(the folder must hold an index.html) and ``actions/github-script``
 (the script run by Node.js against a recording stand-in for the GitHub
 client). Others are recorded as not emulated.
 """
@@ -272,6 +273,12 @@ def _action(uses: str, with_: dict, workspace: Path, scratch: Path, context: dic
         if missing and with_.get("if-no-files-found", "warn") == "error":
             return "failure"
         job.uploaded = [p for p in paths if p not in missing]
+        return "success"
+    if action == "actions/upload-pages-artifact":
+        site = workspace / with_["path"]  # the action tars this folder: it must hold a site
+        if not (site / "index.html").is_file():
+            return "failure"
+        job.uploaded = [site]
         return "success"
     if action == "actions/github-script":
         script, calls = scratch / "github-script.cjs", scratch / "github-calls.json"
