@@ -203,7 +203,16 @@ def pytest_sessionfinish(session, exitstatus):
 
 def git(repo: Path, *args: str) -> str:
     """git in ``repo`` with a throwaway identity; its stdout, stripped."""
-    identity = ["-c", "user.name=lenskern tests", "-c", "user.email=tests@example.invalid"]
+    # safe.directory: the workflow tests hand their clones to the runner user,
+    # and git refuses a repository another user owns
+    identity = [
+        "-c",
+        "user.name=lenskern tests",
+        "-c",
+        "user.email=tests@example.invalid",
+        "-c",
+        "safe.directory=*",
+    ]
     return subprocess.run(["git", "-C", str(repo), *identity, *args], check=True, capture_output=True,
                           text=True).stdout.strip()  # fmt: skip
 
