@@ -585,10 +585,8 @@ def compute(kernel: str, impl: str | None = None, **inputs: Any) -> Any:
     the installed backends and the given inputs.
     """
     _check_kernel(kernel)
-    if impl is not None and not isinstance(impl, str):
-        raise TypeError(
-            f"impl: expected an implementation name such as 'numpy.direct', got {type(impl).__name__}"
-        )
+    if impl is not None:
+        parse_name(impl)  # a name, and one that reads backend.algorithm
     checked = validate.check({name: value for name, value in inputs.items() if name in validate.SPECS})
     if impl is None:
         chosen = recommended(kernel, checked)

@@ -150,7 +150,7 @@ def _array(name: str, value: Any, spec: Array, sizes: _Sizes) -> np.ndarray:
                 f"{name}: magnitude {largest:.3g} is outside the kernels' domain (at most {limit:g}, "
                 "so that every product the pipeline forms stays finite in float64)"
             )
-        smallest = float(magnitude[magnitude > 0].min()) if largest > 0 else 0.0
+        smallest = float(np.min(magnitude, where=magnitude > 0, initial=np.inf)) if largest > 0 else 0.0
         if 0 < smallest < 1 / limit:
             raise ValueError(
                 f"{name}: non-zero magnitude {smallest:.3g} is outside the kernels' domain (at least "

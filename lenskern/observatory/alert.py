@@ -16,6 +16,7 @@ recorded by benchmarks/common.py), and the two must agree for both sides.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -167,7 +168,15 @@ def estimated_seconds(call: str, tier: str) -> float:
         return float("inf")
     if kernel in registry.EXAMPLES:
         return impl.estimated_seconds(problems.example_sizes(tier))
-    return impl.estimated_seconds(lk.make_problem(tier).sizes)
+    return impl.estimated_seconds(_tier_sizes(tier))
+
+
+@functools.cache
+def _tier_sizes(tier: str) -> dict:
+    """A tier's sizes, from its problem made once (not once per call estimated)."""
+    import lenskern as lk
+
+    return dict(lk.make_problem(tier).sizes)
 
 
 def pinned_config(config: Path, threads: str) -> Path:
