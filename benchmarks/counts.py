@@ -24,7 +24,7 @@ TIER = "small"
 
 
 class Instructions:
-    """One count per call: each kernel's first choice in registry.RECOMMENDED,
+    """One count per call: each kernel's first choice in recommend.RECOMMENDED,
     or the calls named by counts.CALLS_VARIABLE."""
 
     param_names = ["call"]

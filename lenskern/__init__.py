@@ -21,6 +21,7 @@ threads.apply_from_environment()  # before NumPy, Numba or JAX size their thread
 
 from lenskern.likelihood import Likelihood
 from lenskern.problems import PRESETS, Problem, crop_to_mask, make_problem
+from lenskern.recommend import compute
 from lenskern.registry import (
     BACKENDS,
     EXAMPLES,
@@ -28,7 +29,6 @@ from lenskern.registry import (
     NOT_IMPLEMENTED,
     TOLERANCE,
     Implementation,
-    compute,
     implementations,
 )
 

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from lenskern import conventions, registry
+from lenskern import conventions, recommend, registry
 
 
 def implementation_table() -> str:
@@ -35,9 +35,9 @@ def recommended_table() -> str:
     """Markdown: what ``compute(kernel)`` picks here, the runners-up, and why."""
     lines = ["| kernel | `compute` picks | then | why |", "| --- | --- | --- | --- |"]
     for kernel in registry.KERNELS + registry.EXAMPLES:
-        first, *rest = registry.RECOMMENDED[kernel]
+        first, *rest = recommend.RECOMMENDED[kernel]
         then = ", ".join(f"`{n}`" for n in rest[:3])
-        lines.append(f"| `{kernel}` | `{first}` | {then} | {registry.WHY[kernel].split(': ', 1)[1]} |")
+        lines.append(f"| `{kernel}` | `{first}` | {then} | {recommend.WHY[kernel].split(': ', 1)[1]} |")
     return "\n".join(lines)
 
 

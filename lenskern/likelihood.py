@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from lenskern import registry, validate
+from lenskern import recommend, registry, validate
 from lenskern.problems import crop_to_mask
 
 #: What the precomputed part reads, and what each call reads.
@@ -178,7 +178,7 @@ class Likelihood:
         return cls.from_parts(**partial.parts(), impl=impl)
 
     def _compute(self, kernel: str, inputs: dict[str, Any]) -> Any:
-        chosen = self._chosen.get(kernel) or registry.recommended(kernel, inputs)
+        chosen = self._chosen.get(kernel) or recommend.recommended(kernel, inputs)
         missing = [n for n in chosen.inputs if n not in inputs]
         if missing:  # e.g. an implementation that needs W, which a Likelihood never forms
             raise ValueError(f"impl: {chosen.name} needs {missing}, which a Likelihood does not have")
@@ -191,7 +191,7 @@ class Likelihood:
 
         Takes any superset of ``CALL_INPUTS``; only those are validated.
 
-        Cost: the chosen curvature implementation's (``registry.RECOMMENDED``
+        Cost: the chosen curvature implementation's (``recommend.RECOMMENDED``
         or ``impl``; its docstring and ``Implementation.cost`` say), M B for
         D, S P for H and 2 S^3 / 3 for the two Cholesky factorisations.
         """

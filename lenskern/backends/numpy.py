@@ -125,7 +125,7 @@ def w_offsets_nufft(uv, noise, pixel_scale, shape_native):
     FINUFFT here, because one library then serves NumPy, JAX (jax-finufft,
     differentiable) and GPUs (cuFINUFFT) with one convention; ducc0, which
     users also run, is its own backend (ducc0.nufft), and ``compute`` picks
-    between the two by the order measured in registry.RECOMMENDED.
+    between the two by the order measured in recommend.RECOMMENDED.
 
     See reference.w_offsets for the math; accuracy: :data:`lenskern.conventions.NUFFT_EPS`.
 

@@ -236,10 +236,10 @@ CALLS_VARIABLE = "LENSKERN_COUNT_CALLS"
 
 
 def recommended_calls() -> list[str]:
-    """``kernel/implementation`` of each kernel's first choice (registry.RECOMMENDED)."""
-    from lenskern import registry
+    """``kernel/implementation`` of each kernel's first choice (recommend.RECOMMENDED)."""
+    from lenskern import recommend, registry
 
-    return [f"{kernel}/{registry.RECOMMENDED[kernel][0]}" for kernel in registry.KERNELS + registry.EXAMPLES]
+    return [f"{kernel}/{recommend.RECOMMENDED[kernel][0]}" for kernel in registry.KERNELS + registry.EXAMPLES]
 
 
 def calls() -> list[str]:

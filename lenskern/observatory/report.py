@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from lenskern import registry
+from lenskern import recommend, registry
 from lenskern.observatory.results import Measurement, read
 from lenskern.observatory.suite import PROFILE, class_name
 
@@ -201,7 +201,7 @@ def measured_table(by_threads: dict[str, list[Measurement]], machine: str, commi
         found = {
             row.implementation: row.seconds["1"] for row in rows(one, kernel, tier) if "1" in row.seconds
         }
-        pick = registry.RECOMMENDED[kernel][0]
+        pick = recommend.RECOMMENDED[kernel][0]
         if pick not in found:
             continue
         others = sorted((seconds, name) for name, seconds in found.items() if name != pick)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import lenskern as lk
-from lenskern import conventions, registry
+from lenskern import conventions, recommend, registry
 
 #: lenskern's NUFFT implementations of the offset table on the CPU, from the
 #: registry (each a library's: FINUFFT, jax-finufft, ducc0; a peer's NUFFT is
@@ -84,10 +84,10 @@ def test_compute_picks_by_size():
     """Below NUFFT_MIN_TERMS a direct sum is faster, so compute takes one."""
     tiny, small = lk.make_problem("tiny"), lk.make_problem("small")
     for kernel in ("w_offsets", "dirty_image"):
-        assert registry.recommended(kernel, tiny).algorithm != "nufft"
-        assert registry.recommended(kernel, small).algorithm == "nufft"
+        assert recommend.recommended(kernel, tiny).algorithm != "nufft"
+        assert recommend.recommended(kernel, small).algorithm == "nufft"
 
 
 def test_every_kernel_says_why_its_first_choice_leads():
     for kernel in lk.KERNELS + lk.EXAMPLES:
-        assert registry.WHY[kernel].startswith(registry.RECOMMENDED[kernel][0] + ": "), kernel
+        assert recommend.WHY[kernel].startswith(recommend.RECOMMENDED[kernel][0] + ": "), kernel

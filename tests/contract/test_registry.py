@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lenskern as lk
-from lenskern import registry, validate
+from lenskern import recommend, registry, validate
 
 
 def test_kernels_are_the_references_in_pipeline_order():
@@ -49,7 +49,7 @@ def test_implementation_is_named_and_documented(impl):
 @pytest.mark.parametrize("kernel", lk.KERNELS + lk.EXAMPLES)
 def test_recommended_names_exist(kernel):
     found = lk.implementations(kernel)
-    for name in registry.RECOMMENDED[kernel]:
+    for name in recommend.RECOMMENDED[kernel]:
         assert name in found or registry.parse_name(name)[0] in found.missing, name
 
 
@@ -229,9 +229,9 @@ def test_curvature_choice_follows_the_mapping_density():
         inputs = dict(problem, w_offsets=lk.compute("w_offsets", **problem))
         inputs.update(w_tilde=lk.compute("w_tilde_from_offsets", **inputs))
         inputs.update(mapping_matrix=lk.compute("mapping_matrix", **inputs))
-        assert registry.recommended("curvature_matrix", inputs).name == with_w
+        assert recommend.recommended("curvature_matrix", inputs).name == with_w
         del inputs["w_tilde"]
-        assert registry.recommended("curvature_matrix", inputs).name == "numba.tiled"
+        assert recommend.recommended("curvature_matrix", inputs).name == "numba.tiled"
 
 
 def test_an_implementation_name_is_taken_apart_in_one_place():

@@ -18,8 +18,8 @@ LAYERS = (
     "stream | uvfits",  # the data parts summed chunk by chunk; UVFITS files into stores
     "backends",  # the implementations, one module (or package) per backend
     "store",  # visibilities on disk
-    "problems | evidence",  # the generator of inputs; the evidence from its parts
-    "registry",  # implementations declared, found, chosen
+    "problems | evidence | recommend",  # inputs generated; evidence from its parts; which impl runs
+    "registry",  # implementations declared and found
     "validate",  # inputs checked
     "conventions | threads | _commit",  # SPEC's constants; thread pools; the build's commit
 )
