@@ -12,7 +12,7 @@ implementation added to a backend is benchmarked with no code in this folder.
 
 - ``<Kernel>.time_call``, on each thread setting: one call, JIT compilation
   done in ``setup``; the timed body waits for an asynchronous device
-  (:func:`synchronize`).
+  (:func:`waiter`: what the backend declares).
 - ``<Kernel>Profile``, on one thread only (each benchmark is a process of its
   own, and the thread count changes none of these much):
   ``peakmem_call`` and ``peakmem_resident`` are asv's peak RSS of the process
@@ -53,7 +53,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 # Numba caches compiled kernels on disk (cache=True); a fresh cache directory
 # per benchmark process makes track_first_call_seconds measure compilation,
@@ -243,7 +245,7 @@ print(json.dumps({
     "seconds": seconds,
     "intermediates": list(registry.INTERMEDIATES),
     "examples": list(registry.EXAMPLES),
-    "gpu_backends": sorted(b for b, d in registry.BACKENDS.items() if d.device == "gpu"),
+    "gpu_backends": sorted({i.backend for k in kernels for i in found[k].values() if i.device == "gpu"}),
     "likelihood_inputs": list(likelihood.CALL_INPUTS),
 }))
 """
@@ -315,15 +317,32 @@ def oracle_output(kernel: str, tier: str, inputs: dict) -> np.ndarray:
     (name,) = [name for name in implementation_names(kernel) if name.startswith("reference.")]
     reference = implementation(kernel, name)
     oracle = reference if skip_reason(kernel, name, tier) is None else registry.oracle(kernel)
-    expected = np.asarray(synchronize(oracle.function(**oracle.bind(inputs))), dtype=np.float64)
+    expected = np.asarray(waiter(oracle.backend)(oracle.function(**oracle.bind(inputs))), dtype=np.float64)
     _write_atomically(path, lambda p: np.save(p, expected))
     return expected
 
 
-def synchronize(result):
-    """Wait until an asynchronous device has finished ``result``, so a timer
-    stopped after this covers the work: JAX arrays are blocked on, and a
-    CUDA context Numba opened is synchronised. Returns ``result``."""
+def waiter(backend: str) -> Callable[[Any], Any]:
+    """``wait(result) -> result``: waits until ``backend``'s device has
+    finished ``result``, so a timer stopped after it covers the work; the
+    backend declares how (``registry.Backend.synchronize``)."""
+    declaration = getattr(registry, "declaration", None)
+    if declaration is None:
+        return _wait_before_declarations
+    synchronize = declaration(backend).synchronize
+    if synchronize is None:
+        return lambda result: result
+
+    def wait(result):
+        synchronize(result)
+        return result
+
+    return wait
+
+
+def _wait_before_declarations(result):
+    """The wait for a commit from before backends declared themselves
+    (history runs): block on JAX arrays, synchronise a CUDA context Numba opened."""
     if hasattr(result, "block_until_ready"):
         result.block_until_ready()
     cuda = sys.modules.get("numba.cuda")
@@ -422,12 +441,13 @@ class _KernelBenchmark(abc.ABC):
         if missing:
             raise NotImplementedError(f"{implementation_name} at {tier}: input(s) {missing} not built")
         self.inputs = self.impl.bind(inputs)
+        self.wait = waiter(self.impl.backend)
         self.all_inputs = inputs  # what the oracle of track_max_relative_error takes
         self.tier = tier
         if self.impl.backend == "reference":
             return  # nothing to compile: no warm call
         start = time.perf_counter()
-        self.result = synchronize(self.impl.function(**self.inputs))
+        self.result = self.wait(self.impl.function(**self.inputs))
         self.first_call_seconds = time.perf_counter() - start
         reset_peak_memory()
 
@@ -439,7 +459,7 @@ class KernelTime(_KernelBenchmark):
 
     def time_call(self, cache, implementation, tier):
         """One warm call, waited on until the result exists."""
-        synchronize(self.impl.function(**self.inputs))
+        self.wait(self.impl.function(**self.inputs))
 
 
 class KernelProfile(_KernelBenchmark):
@@ -449,7 +469,7 @@ class KernelProfile(_KernelBenchmark):
 
     def peakmem_call(self, cache, implementation, tier):
         """Peak RSS with one warm call; subtract peakmem_resident for the kernel's own."""
-        synchronize(self.impl.function(**self.inputs))
+        self.wait(self.impl.function(**self.inputs))
 
     def peakmem_resident(self, cache, implementation, tier):
         """Peak RSS without the call: imports, inputs and compiled code."""

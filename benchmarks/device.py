@@ -11,7 +11,7 @@ import importlib
 
 from lenskern import registry
 
-from .common import TIERS, _KernelBenchmark, checkout_facts, manifest, synchronize
+from .common import TIERS, _KernelBenchmark, checkout_facts, manifest
 
 
 def _gpu_calls() -> list[str]:
@@ -33,14 +33,17 @@ class Device(_KernelBenchmark):
             raise NotImplementedError(call)
         kernel, name = call.split("/")
         self.prepare(cache, kernel, name, tier)
-        module = importlib.import_module(registry.BACKENDS[self.impl.backend].module)
-        parts = getattr(module, "device_parts", None)
+        if hasattr(registry, "declaration"):
+            parts = registry.declaration(self.impl.backend).device_parts
+        else:  # a commit from before backends declared themselves (history runs)
+            module = importlib.import_module(registry.BACKENDS[self.impl.backend].module)
+            parts = getattr(module, "device_parts", None)
         parts = parts(self.impl.function, self.impl.device) if parts else None
         if parts is None:
             raise NotImplementedError(f"{self.impl.name}: its backend does not split a call into parts")
         self.to_device, self.call, self.to_host = parts
         self.placed = self.to_device(self.inputs)
-        self.device_result = synchronize(self.call(self.placed))
+        self.device_result = self.wait(self.call(self.placed))
 
     def time_transfer_in(self, cache, call, tier):
         """The inputs, host to device, waited on."""
@@ -48,7 +51,7 @@ class Device(_KernelBenchmark):
 
     def time_kernel(self, cache, call, tier):
         """One call on inputs already on the device, waited on, result left there."""
-        synchronize(self.call(self.placed))
+        self.wait(self.call(self.placed))
 
     def time_transfer_out(self, cache, call, tier):
         """The result, device to host."""

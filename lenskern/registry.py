@@ -1,19 +1,12 @@
 """The one registry that tests, benchmarks and the README tables all walk.
 
-A backend is one module plus one entry in :data:`BACKENDS`, which declares
-its name and its device. The module decorates each kernel with
-:func:`implements`, declaring there, beside the definition, everything known
-about it: kernel, algorithm, cost model and whether it is its kernel's oracle
-for sizes where the reference is too slow. A module may also define
-
-- ``unavailable(device) -> str | None``: why it cannot run on ``device`` here
-  (a library that imports but finds no GPU), or None;
-- ``on_device(function, device) -> function``: the function as run on
-  ``device`` (JAX places inputs, switches on float64 and returns to the
-  host there), so one module's kernels register once per device;
-- ``OTHER_KERNELS``: why it defines no other kernel, for a backend that
-  serves a few (a NUFFT library, an expression evaluator): every kernel it
-  does not define is then listed in :data:`NOT_IMPLEMENTED` with that reason.
+A backend is one module that declares itself (a :class:`Backend` record:
+device, peer library, gaps with reasons, thread-pool variables and the hooks
+its device needs) and one entry point naming that record (setup.cfg, group
+``lenskern.backends``); the registry discovers it there. The module
+decorates each kernel with :func:`implements`, declaring there, beside the
+definition, everything known about it: kernel, algorithm, cost model and
+whether it is its kernel's oracle for sizes where the reference is too slow.
 
 Backends load lazily, the first time the registry is asked. One that cannot
 run here, for want of a library or of a device, is "missing, with the reason"
@@ -23,8 +16,10 @@ run here, for want of a library or of a device, is "missing, with the reason"
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
+import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,31 +98,85 @@ def kernel(name: str) -> Kernel:
 
 @dataclass(frozen=True)
 class Backend:
-    """Where a backend's kernels are defined, the device they run on, and
-    ``peer``: the library whose own kernels the backend calls as its users
-    do ("what users run today", set beside lenskern's own in reports), or
-    "" for lenskern's code (ducc0's and FINUFFT's transforms included:
-    lenskern builds its tables on them)."""
+    """What a backend declares of itself, as ``BACKEND`` in its own module
+    beside its kernels. The registry finds every module of
+    ``lenskern.backends`` (:data:`BACKENDS`), so a new backend is its module
+    and, for an optional library, an extra in setup.cfg."""
 
-    module: str
     device: str = "cpu"  # "cpu" or "gpu"
+    #: The module whose kernels it registers, where not its own: the same
+    #: kernels on another device (``jax_gpu`` registers ``jax``'s).
+    kernels: str = ""
+    #: The library whose own kernels the backend calls as its users do
+    #: ("what users run today", set beside lenskern's own in reports), or ""
+    #: for lenskern's code (ducc0's and FINUFFT's transforms included:
+    #: lenskern builds its tables on them).
     peer: str = ""
+    #: Kernels it does not define, with the reason.
+    gaps: Mapping[str, str] = field(default_factory=dict)
+    #: For a backend that serves a few kernels (a NUFFT library, an
+    #: expression evaluator): the reason for every kernel it neither defines
+    #: nor lists in ``gaps``.
+    others: str = ""
+    #: The environment variables that size its library's thread pool;
+    #: lenskern.threads sets them before any backend loads, so it lists them
+    #: (a test holds the two lists together).
+    threads: tuple[str, ...] = ()
+    #: ``unavailable(device) -> str | None``: why it cannot run on ``device``
+    #: here (a library that imports but finds no GPU), or None.
+    unavailable: Callable[[str], str | None] | None = field(default=None, repr=False)
+    #: ``on_device(function, device) -> function``: the function as run on
+    #: ``device`` (JAX places inputs, switches on float64 and returns to the
+    #: host there), so one module's kernels register once per device.
+    on_device: Callable[[Callable, str], Callable] | None = field(default=None, repr=False)
+    #: ``synchronize(result)``: wait until the device has finished ``result``,
+    #: so that a timer stopped after it covers the work.
+    synchronize: Callable[[Any], None] | None = field(default=None, repr=False)
+    #: ``device_parts(function, device) -> (to_device, call, to_host) | None``:
+    #: a call split into transfers and kernel, for the device benchmarks.
+    device_parts: Callable[[Callable, str], Any] | None = field(default=None, repr=False)
 
 
-#: Backends in the order they are shown; ``reference`` is the oracle. The
-#: JAX kernels are written once and registered once per device.
-BACKENDS: dict[str, Backend] = {
-    "reference": Backend("lenskern.backends.reference"),
-    "numpy": Backend("lenskern.backends.numpy"),
-    "numba": Backend("lenskern.backends.numba"),
-    "jax": Backend("lenskern.backends.jax"),
-    "jax_gpu": Backend("lenskern.backends.jax", device="gpu"),
-    "numba_cuda": Backend("lenskern.backends.numba_cuda", device="gpu"),
-    # the optional ``peers`` extra: PyAutoArray's own kernels, ducc0's NUFFTs, numexpr's fusion
-    "autoarray": Backend("lenskern.backends.autoarray", peer="PyAutoArray"),
-    "ducc0": Backend("lenskern.backends.ducc0"),
-    "numexpr": Backend("lenskern.backends.numexpr", peer="numexpr"),
-}
+_PACKAGE = "lenskern.backends"
+
+
+def _discover(path: list[str] | None = None) -> dict[str, str]:
+    """``{backend: module}``: every module (or package) of
+    ``lenskern.backends`` (or of the folders ``path``) is a backend, named as
+    its module, found without importing it; the reference (the oracle)
+    first, then by name."""
+    if path is None:
+        path = importlib.util.find_spec(_PACKAGE).submodule_search_locations
+    names = [m.name for m in pkgutil.iter_modules(path) if not m.name.startswith("_")]
+    names.sort(key=lambda name: (name != "reference", name))
+    return {name: f"{_PACKAGE}.{name}" for name in names}
+
+
+#: Backends in the order they are shown, each with the module that declares
+#: it (``BACKEND`` there, a :class:`Backend`); ``reference`` is the oracle.
+BACKENDS: dict[str, str] = _discover()
+
+_DECLARATIONS: dict[str, Backend] = {}
+
+
+def module_of(backend: str) -> str:
+    """The module that defines ``backend``'s kernels (``jax_gpu`` registers
+    ``jax``'s), once its declaration is read; before, its own module."""
+    declared = _DECLARATIONS.get(backend)
+    return (declared.kernels if declared else "") or BACKENDS[backend]
+
+
+def declaration(backend: str) -> Backend:
+    """What ``backend`` declares of itself; imports its module (an
+    ImportError if its library is not installed)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: unknown backend {backend!r}; expected one of {list(BACKENDS)}")
+    if backend not in _DECLARATIONS:
+        declared = getattr(importlib.import_module(BACKENDS[backend]), "BACKEND", None)
+        if not isinstance(declared, Backend):
+            raise TypeError(f"{BACKENDS[backend]}: a backend module declares BACKEND, a registry.Backend")
+        _DECLARATIONS[backend] = declared
+    return _DECLARATIONS[backend]
 
 
 def parse_name(name: str) -> tuple[str, str]:
@@ -145,22 +194,20 @@ def parse_name(name: str) -> tuple[str, str]:
 
 def peer(name: str) -> str:
     """The peer library of implementation ``name`` ("backend.algorithm"),
-    or "" for lenskern's own."""
-    backend = BACKENDS.get(parse_name(name)[0])
-    return backend.peer if backend else ""
+    or "" for lenskern's own (and for a backend this machine cannot import)."""
+    backend = parse_name(name)[0]
+    if backend not in BACKENDS:
+        return ""
+    try:
+        return declaration(backend).peer
+    except ImportError:
+        return ""
 
 
-#: (kernel, backend) pairs deliberately not implemented, with the reason.
-#: A test fails if a pair is neither registered nor listed here.
-NOT_IMPLEMENTED: dict[tuple[str, str], str] = {
-    **{
-        (kernel, "autoarray"): "only inside autoarray's dataset, Inversion and Fit objects"
-        for kernel in ("dirty_image", "data_vector", "reconstruction", "noise_normalization", "log_evidence")
-    },
-    ("w_tilde", "autoarray"): "autoarray forms W from the offset table only",
-    ("w_tilde_from_offsets", "autoarray"): "autoarray's is a Python loop over pixel pairs: not adapted",
-    **{(kernel, "autoarray"): "not autoarray's" for kernel in EXAMPLES},
-}
+#: (kernel, backend) pairs deliberately not implemented, with the reason,
+#: from each backend's declaration as it loads. A test fails if a pair is
+#: neither registered nor listed here.
+NOT_IMPLEMENTED: dict[tuple[str, str], str] = {}
 
 #: Backends that cannot run here, with the reason.
 UNAVAILABLE: dict[str, str] = {}
@@ -350,32 +397,34 @@ _loaded_backends: set[str] = set()
 
 
 def load_backend(backend: str) -> bool:
-    """Load one backend once: import its module, ask whether it can run here,
-    and register its kernels; record the reason if it cannot run."""
+    """Load one backend once: read its declaration (importing its module),
+    ask whether it can run here, and register its kernels; record the reason
+    if it cannot run."""
     if backend not in _loaded_backends:
         _loaded_backends.add(backend)
-        declared = BACKENDS[backend]
         try:
-            module = importlib.import_module(declared.module)
+            declared = declaration(backend)
         except ImportError as error:
             if (error.name or "").startswith("lenskern"):
                 raise  # a bug in lenskern, not a missing library
             UNAVAILABLE[backend] = f"{backend} needs a library that is not installed: {error}"
             return False
-        scope = getattr(module, "OTHER_KERNELS", None)
-        if scope:
-            defined = {d.kernel for d in _DEFINITIONS.get(declared.module, ())}
+        definitions = _DEFINITIONS.get(module_of(backend), ())
+        defined = {d.kernel for d in definitions}
+        for kernel, reason in declared.gaps.items():
+            if kernel in defined:
+                raise ValueError(f"{backend}: defines {kernel} and lists it as a gap")
+            NOT_IMPLEMENTED[(kernel, backend)] = reason
+        if declared.others:
             for kernel in _REGISTRY:
                 if kernel not in defined:
-                    NOT_IMPLEMENTED.setdefault((kernel, backend), scope)
-        check = getattr(module, "unavailable", None)
-        reason = check(declared.device) if check else None
+                    NOT_IMPLEMENTED.setdefault((kernel, backend), declared.others)
+        reason = declared.unavailable(declared.device) if declared.unavailable else None
         if reason:
             UNAVAILABLE[backend] = reason
             return False
-        place = getattr(module, "on_device", None)
-        for d in _DEFINITIONS.get(declared.module, ()):
-            function = place(d.function, declared.device) if place else d.function
+        for d in definitions:
+            function = declared.on_device(d.function, declared.device) if declared.on_device else d.function
             impl = Implementation(d.kernel, backend, d.algorithm, function, d.inputs, d.cost,
                                   declared.device, d.oracle, d.memory)  # fmt: skip
             _REGISTRY[d.kernel][impl.name] = impl
@@ -420,7 +469,7 @@ def declared(kernel: str, backend: str) -> list[str]:
     not the backend can run here (none if its module cannot be imported)."""
     _check_kernel(kernel)
     load_backend(backend)
-    return [d.algorithm for d in _DEFINITIONS.get(BACKENDS[backend].module, ()) if d.kernel == kernel]
+    return [d.algorithm for d in _DEFINITIONS.get(module_of(backend), ()) if d.kernel == kernel]
 
 
 def oracle(kernel: str) -> Implementation:

@@ -16,7 +16,7 @@ import os
 
 VARIABLE = "LENSKERN_NUM_THREADS"
 #: Variables read by each library's thread pool when it loads.
-_POOL_VARIABLES = (
+POOL_VARIABLES = (
     "NUMBA_NUM_THREADS",
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -61,7 +61,7 @@ def apply_from_environment() -> int | None:
     count = requested()
     if count is None:
         return None
-    for name in _POOL_VARIABLES:
+    for name in POOL_VARIABLES:
         os.environ[name] = str(count)
     if count == 1 and "intra_op_parallelism_threads" not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _XLA_ONE_THREAD).strip()

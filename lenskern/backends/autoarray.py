@@ -54,7 +54,7 @@ The regularization matches SPEC as is (ridge 1e-8, ``-c^2`` per neighbour:
 ``pix_size = B`` for every row, so a ``-1`` slot anywhere in a row goes to
 the extra column autoarray drops; one sub-pixel per pixel (sub-fraction 1).
 
-Not adapted (:data:`lenskern.registry.NOT_IMPLEMENTED` lists them): W from
+Not adapted (``BACKEND.gaps`` lists them): W from
 raw inputs (autoarray forms W only from the table); W from the table
 (``nufft_weighted_noise_via_sparse_operator_from`` is a Python double loop
 over pixel pairs, and the registry keeps that cost kind for the reference); the
@@ -82,7 +82,7 @@ import numpy as np
 
 from lenskern import conventions
 from lenskern.conventions import ARCSEC_TO_RADIANS, fft_curvature_operations, nufft_operations
-from lenskern.registry import Cost, implements
+from lenskern.registry import Backend, Cost, implements
 
 #: The autoarray release the adapters are written and tested against.
 VERSION = "2026.10.26.1"
@@ -105,6 +105,20 @@ def unavailable(device: str) -> str | None:
     except Exception as error:  # a broken install: say so, do not fail the registry
         return f"autoarray {VERSION} does not import here: {type(error).__name__}: {error}"
     return None
+
+
+_INSIDE_OBJECTS = "only inside autoarray's dataset, Inversion and Fit objects"
+_IN_OBJECTS = ("dirty_image", "data_vector", "reconstruction", "noise_normalization", "log_evidence")
+BACKEND = Backend(
+    peer="PyAutoArray",
+    gaps={
+        "w_tilde": "autoarray forms W from the offset table only",
+        "w_tilde_from_offsets": "autoarray's is a Python loop over pixel pairs: not adapted",
+        **dict.fromkeys(_IN_OBJECTS, _INSIDE_OBJECTS),
+    },
+    others="not autoarray's",  # the seeds' examples
+    unavailable=unavailable,
+)
 
 
 @contextlib.contextmanager

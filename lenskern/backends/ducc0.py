@@ -27,9 +27,7 @@ from lenskern.conventions import (
     nufft_threads,
     nufft_type3_bytes,
 )
-from lenskern.registry import Cost, implements, table_size
-
-OTHER_KERNELS = "NUFFT kernels only"  # ducc0 is a NUFFT library
+from lenskern.registry import Backend, Cost, implements, table_size
 
 #: The type-3 transform: in ``experimental`` since ducc0 0.36; looked up in
 #: ``ducc0.nufft`` first, where a later release may move it.
@@ -41,6 +39,10 @@ def unavailable(device: str) -> str | None:
     if _nu2nu is None:
         return f"ducc0 {ducc0.__version__} has no type-3 NUFFT (nu2nu, from 0.36): lenskern[peers] needs 0.38"
     return None
+
+
+# ducc0 is a NUFFT library
+BACKEND = Backend(others="NUFFT kernels only", threads=("DUCC0_NUM_THREADS",), unavailable=unavailable)
 
 
 def _epsilon() -> float:

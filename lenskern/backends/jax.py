@@ -55,7 +55,7 @@ from lenskern.conventions import (
     nufft_threads,
     nufft_type3_bytes,
 )
-from lenskern.registry import Cost, implements, table_size
+from lenskern.registry import Backend, Cost, implements, table_size
 
 
 def unavailable(device: str) -> str | None:
@@ -125,6 +125,11 @@ def device_parts(function, device: str):
             return kernel(**placed)
 
     return to_device, call, np.asarray
+
+
+#: Written once, registered for two devices: here, and as ``jax_gpu``.
+BACKEND = Backend(threads=("XLA_FLAGS",), unavailable=unavailable, on_device=on_device,
+                  synchronize=jax.block_until_ready, device_parts=device_parts)  # fmt: skip
 
 
 def _sharded(function):

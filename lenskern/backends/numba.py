@@ -22,7 +22,9 @@ import numba
 import numpy as np
 
 from lenskern.conventions import ARCSEC_TO_RADIANS, RIDGE, TWO_PI
-from lenskern.registry import Cost, implements
+from lenskern.registry import Backend, Cost, implements
+
+BACKEND = Backend(threads=("NUMBA_NUM_THREADS",))
 
 # ---------------------------------------------------------------------------
 # w_tilde and the offset table

@@ -50,7 +50,7 @@ import numpy as np
 from numba import cuda
 
 from lenskern.conventions import ARCSEC_TO_RADIANS, RIDGE, TWO_PI
-from lenskern.registry import Cost, implements
+from lenskern.registry import Backend, Cost, implements
 
 #: Whether kernels run on Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1,
 #: read when numba.cuda is first imported) rather than on a GPU.
@@ -91,6 +91,13 @@ def unavailable(device: str) -> str | None:
     if not cuda.is_available():
         return "numba.cuda sees no CUDA GPU here"
     return None
+
+
+def _synchronize(result) -> None:
+    cuda.synchronize()
+
+
+BACKEND = Backend(device="gpu", unavailable=unavailable, synchronize=_synchronize)
 
 
 # ---------------------------------------------------------------------------

@@ -17,9 +17,11 @@ from __future__ import annotations
 import numexpr
 import numpy as np
 
-from lenskern.registry import Cost, implements
+from lenskern.registry import Backend, Cost, implements
 
-OTHER_KERNELS = "element-wise examples only"  # numexpr evaluates expressions
+# numexpr evaluates expressions: what users reach for before Numba
+BACKEND = Backend(peer="numexpr", others="element-wise examples only",
+                  threads=("NUMEXPR_MAX_THREADS", "NUMEXPR_NUM_THREADS"))  # fmt: skip
 
 #: Arrays summed by one expression in ``fma``: each pass reads this many
 #: arrays and writes out once, well inside numexpr's operand limit.

@@ -25,7 +25,13 @@ from lenskern.conventions import (
     wrap_phase,
 )
 from lenskern.evidence import chi2_data, evidence_from_parts
-from lenskern.registry import Cost, implements, table_size
+from lenskern.registry import Backend, Cost, implements, table_size
+
+#: NumPy's and SciPy's BLAS and LAPACK, and FINUFFT, size their pools from these.
+BACKEND = Backend(
+    threads=("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+             "VECLIB_MAXIMUM_THREADS")
+)  # fmt: skip
 
 
 def _blocks(total: int, per_item: int):

@@ -19,7 +19,9 @@ import math
 import numpy as np
 
 from lenskern.conventions import ARCSEC_TO_RADIANS, RIDGE, TWO_PI
-from lenskern.registry import Cost, implements, table_size
+from lenskern.registry import Backend, Cost, implements, table_size
+
+BACKEND = Backend()  # the oracle: plain Python, on the CPU
 
 
 def _phase(y: float, x: float, u: float, v: float) -> float:

@@ -12,13 +12,19 @@ import pytest
 import lenskern as lk
 from lenskern import conventions, recommend, registry
 
+
+def _own_cpu(backend: str) -> bool:
+    declared = registry.declaration(backend)
+    return declared.device == "cpu" and not declared.peer
+
+
 #: lenskern's NUFFT implementations of the offset table on the CPU, from the
 #: registry (each a library's: FINUFFT, jax-finufft, ducc0; a peer's NUFFT is
 #: the peer's tests' business); one missing here is skipped.
 NUFFTS = [
     f"{backend}.nufft"
-    for backend, declared in registry.BACKENDS.items()
-    if declared.device == "cpu" and not declared.peer and "nufft" in registry.declared("w_offsets", backend)
+    for backend in registry.BACKENDS
+    if "nufft" in registry.declared("w_offsets", backend) and _own_cpu(backend)
 ]
 
 

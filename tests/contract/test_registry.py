@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -85,6 +86,8 @@ def fresh_registry(monkeypatch):
     """A registry whose backend loading can be replayed with extra backends."""
     monkeypatch.setattr(registry, "BACKENDS", dict(registry.BACKENDS))
     monkeypatch.setattr(registry, "UNAVAILABLE", dict(registry.UNAVAILABLE))
+    monkeypatch.setattr(registry, "_DECLARATIONS", dict(registry._DECLARATIONS))
+    monkeypatch.setattr(registry, "_DEFINITIONS", {m: list(d) for m, d in registry._DEFINITIONS.items()})
     monkeypatch.setattr(registry, "_loaded_backends", set(registry._loaded_backends))
     monkeypatch.setattr(registry, "_REGISTRY", {k: dict(v) for k, v in registry._REGISTRY.items()})
     return registry
@@ -95,7 +98,7 @@ def test_missing_library_is_absent_with_a_reason(fresh_registry, monkeypatch, tm
     import error as the reason; the other backends are unaffected."""
     (tmp_path / "lenskern_test_gpu.py").write_text("import a_library_that_is_not_installed\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    fresh_registry.BACKENDS["gpu"] = registry.Backend("lenskern_test_gpu", device="gpu")
+    fresh_registry.BACKENDS["gpu"] = "lenskern_test_gpu"
     found = lk.implementations("w_tilde")
     assert "a_library_that_is_not_installed" in found.missing["gpu"]
     assert "gpu" not in {i.backend for i in found.values()}
@@ -104,11 +107,14 @@ def test_missing_library_is_absent_with_a_reason(fresh_registry, monkeypatch, tm
 
 
 DEVICE_BACKEND = '''
-from lenskern.registry import Cost, implements
+from lenskern.registry import Backend, Cost, implements
 
 
 def unavailable(device):
     return f"no {device} in this test"
+
+
+BACKEND = Backend(device="gpu", unavailable=unavailable)
 
 
 @implements("noise_normalization", "device", Cost("flop", lambda K, **_: K))
@@ -123,7 +129,7 @@ def test_present_backend_without_its_device_is_absent_with_its_reason(fresh_regi
     missing with the reason it gives; its kernels are declared, not runnable."""
     (tmp_path / "lenskern_test_device.py").write_text(DEVICE_BACKEND)
     monkeypatch.syspath_prepend(str(tmp_path))
-    fresh_registry.BACKENDS["device"] = registry.Backend("lenskern_test_device", device="gpu")
+    fresh_registry.BACKENDS["device"] = "lenskern_test_device"
     found = lk.implementations("noise_normalization")
     assert found.missing["device"] == "no gpu in this test"
     assert "device.device" not in found
@@ -133,9 +139,9 @@ def test_present_backend_without_its_device_is_absent_with_its_reason(fresh_regi
 
 
 PARTIAL_BACKEND = '''
-from lenskern.registry import Cost, implements
+from lenskern.registry import Backend, Cost, implements
 
-OTHER_KERNELS = "serves the noise term only"
+BACKEND = Backend(others="serves the noise term only")
 
 
 @implements("noise_normalization", "partial", Cost("flop", lambda K, **_: K))
@@ -147,15 +153,69 @@ def noise_normalization(noise):
 
 def test_partial_backend_lists_the_rest_with_its_reason(fresh_registry, monkeypatch, tmp_path):
     """A backend serving a few kernels (ducc0, numexpr) declares why it has no
-    others once, in OTHER_KERNELS: every other kernel is then not implemented
+    others once, in its declaration's ``others``: every other kernel is then not implemented
     with that reason, and the kernels it defines are registered."""
     (tmp_path / "lenskern_test_partial.py").write_text(PARTIAL_BACKEND)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry, "NOT_IMPLEMENTED", dict(registry.NOT_IMPLEMENTED))
-    fresh_registry.BACKENDS["partial"] = registry.Backend("lenskern_test_partial")
+    fresh_registry.BACKENDS["partial"] = "lenskern_test_partial"
     assert "partial.partial" in lk.implementations("noise_normalization")
     assert "partial" not in lk.implementations("noise_normalization").missing
     assert lk.implementations("w_tilde").missing["partial"] == "serves the noise term only"
+
+
+TOY_BACKEND = '''
+"""A backend dropped into lenskern.backends: its module and nothing else."""
+from lenskern.registry import Backend, Cost, implements
+
+BACKEND = Backend(others="a toy: the noise term only")
+
+
+@implements("noise_normalization", "toy", Cost("flop", lambda K, **_: K))
+def noise_normalization(noise):
+    """The reference's sum, in one line."""
+    import numpy as np
+
+    return float(np.sum(2 * np.log(2 * np.pi * noise**2)))
+'''
+
+
+def test_a_backend_is_its_module(fresh_registry, monkeypatch, tmp_path):
+    """A module in lenskern.backends declaring BACKEND is found, loaded,
+    registered and held to the reference like any other, with no line
+    anywhere else; a module there without a declaration is refused by name."""
+    from lenskern import backends
+
+    for name in ("toy", "undeclared"):  # imported below; gone from sys.modules after the test
+        monkeypatch.setitem(sys.modules, f"lenskern.backends.{name}", None)
+        monkeypatch.delitem(sys.modules, f"lenskern.backends.{name}")
+    (tmp_path / "toy.py").write_text(TOY_BACKEND)
+    (tmp_path / "undeclared.py").write_text("")
+    monkeypatch.setattr(backends, "__path__", [*backends.__path__, str(tmp_path)])
+    monkeypatch.setattr(fresh_registry, "BACKENDS", registry._discover(backends.__path__))
+    monkeypatch.setattr(fresh_registry, "NOT_IMPLEMENTED", dict(registry.NOT_IMPLEMENTED))
+    assert list(registry.BACKENDS)[0] == "reference" and {"toy", "undeclared"} <= set(registry.BACKENDS)
+    with pytest.raises(TypeError, match="undeclared: a backend module declares BACKEND"):
+        registry.declaration("undeclared")
+    del fresh_registry.BACKENDS["undeclared"]
+    noise = lk.make_problem("tiny")["noise"]
+    toy = lk.compute("noise_normalization", impl="toy.toy", noise=noise)
+    reference = lk.compute("noise_normalization", impl="reference.loop", noise=noise)
+    assert toy == pytest.approx(reference, rel=1e-12)
+    assert lk.implementations("w_tilde").missing["toy"] == "a toy: the noise term only"
+
+
+def test_thread_pools_that_backends_declare_are_set_before_they_load():
+    """lenskern.threads must set a pool's variable before its library loads,
+    so it lists them itself; each backend's declaration names its own."""
+    from lenskern import threads
+
+    for backend in registry.BACKENDS:
+        try:
+            declared = registry.declaration(backend)
+        except ImportError:
+            continue
+        assert set(declared.threads) <= {*threads.POOL_VARIABLES, "XLA_FLAGS"}, backend
 
 
 def test_jax_kernels_are_registered_once_per_device():
@@ -164,7 +224,7 @@ def test_jax_kernels_are_registered_once_per_device():
     and the GPU one is missing with a reason where JAX has no GPU."""
     for kernel in lk.KERNELS + lk.EXAMPLES:
         assert registry.declared(kernel, "jax_gpu") == registry.declared(kernel, "jax"), kernel
-    assert registry.BACKENDS["jax"].device == "cpu" and registry.BACKENDS["jax_gpu"].device == "gpu"
+    assert registry.declaration("jax").device == "cpu" and registry.declaration("jax_gpu").device == "gpu"
     found = lk.implementations("w_tilde")
     if "jax_gpu" in found.missing:
         assert "gpu" in found.missing["jax_gpu"]
