@@ -12,7 +12,7 @@ implementation added to a backend is benchmarked with no code in this folder.
 
 - ``<Kernel>.time_call``, on each thread setting: one call, JIT compilation
   done in ``setup``; the timed body waits for an asynchronous device
-  (:func:`waiter`: what the backend declares).
+  (:func:`synchronize`: what the backend declares).
 - ``<Kernel>Profile``, on one thread only (each benchmark is a process of its
   own, and the thread count changes none of these much):
   ``peakmem_call`` and ``peakmem_resident`` are asv's peak RSS of the process
@@ -53,9 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 # Numba caches compiled kernels on disk (cache=True); a fresh cache directory
 # per benchmark process makes track_first_call_seconds measure compilation,
@@ -226,13 +224,15 @@ def _write_atomically(path: Path, write) -> None:
 #: in a child of this environment's Python (the installed lenskern, which may
 #: be an older commit's, holds the same module names): every implementation
 #: that can run here with its inputs and its estimated seconds per call at
-#: each problem tier of this run, the intermediates and examples, the GPU
-#: backends, and the inputs a Likelihood takes per call.
+#: each problem tier of this run, the intermediates and examples, the
+#: backends running on a GPU here, the inputs a Likelihood takes per call,
+#: and each area's kernels with their benchmark classes' names.
 _FACTS_SCRIPT = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import lenskern as lk
 from lenskern import likelihood, problems, registry
+from lenskern.observatory import suite
 kernels = registry.KERNELS + registry.EXAMPLES
 found = {k: dict(sorted(lk.implementations(k).items())) for k in kernels}
 seconds = {}
@@ -247,6 +247,8 @@ print(json.dumps({
     "examples": list(registry.EXAMPLES),
     "gpu_backends": sorted({i.backend for k in kernels for i in found[k].values() if i.device == "gpu"}),
     "likelihood_inputs": list(likelihood.CALL_INPUTS),
+    "classes": {area: {k: suite.class_name(k) for k in names} for area, names in suite.AREAS.items()},
+    "profile_suffix": suite.PROFILE,
 }))
 """
 
@@ -262,10 +264,16 @@ def checkout_facts() -> dict:
     checkout they are the same in every process; an implementation the
     commit lacks is n/a there (:func:`implementation`).
 
-    Kept in a file keyed by the checkout's code and the Python, so only the
+    Kept in a file keyed by the checkout's code, the script and the Python, so only the
     first process of a run pays for loading every backend.
     """
-    key = _digest(_sources(CHECKOUT / "lenskern"), CHECKOUT) + sys.executable + ",".join(PROBLEM_TIERS)
+    # the script too: a suite that asks for more facts must not read an older answer
+    key = (
+        _digest(_sources(CHECKOUT / "lenskern"), CHECKOUT)
+        + sys.executable
+        + ",".join(PROBLEM_TIERS)
+        + _FACTS_SCRIPT
+    )
     path = _cache_folder() / f"checkout-{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -317,27 +325,25 @@ def oracle_output(kernel: str, tier: str, inputs: dict) -> np.ndarray:
     (name,) = [name for name in implementation_names(kernel) if name.startswith("reference.")]
     reference = implementation(kernel, name)
     oracle = reference if skip_reason(kernel, name, tier) is None else registry.oracle(kernel)
-    expected = np.asarray(waiter(oracle.backend)(oracle.function(**oracle.bind(inputs))), dtype=np.float64)
+    expected = np.asarray(synchronize(oracle.function(**oracle.bind(inputs))), dtype=np.float64)
     _write_atomically(path, lambda p: np.save(p, expected))
     return expected
 
 
-def waiter(backend: str) -> Callable[[Any], Any]:
-    """``wait(result) -> result``: waits until ``backend``'s device has
-    finished ``result``, so a timer stopped after it covers the work; the
-    backend declares how (``registry.Backend.synchronize``)."""
-    declaration = getattr(registry, "declaration", None)
-    if declaration is None:
-        return _wait_before_declarations
-    synchronize = declaration(backend).synchronize
-    if synchronize is None:
-        return lambda result: result
+def synchronize(result):
+    """Wait until the devices of the backends loaded here have finished
+    ``result``, so a timer stopped after this covers the work; each backend
+    declares how (``registry.Backend.synchronize``), and a benchmark process
+    loads the one it measures. Returns ``result``.
 
-    def wait(result):
-        synchronize(result)
-        return result
-
-    return wait
+    The timed methods call this by this name: asv versions a benchmark by the
+    source of its timed method, so renaming the call would restart every
+    series' history."""
+    if not hasattr(registry, "synchronizers"):
+        return _wait_before_declarations(result)
+    for wait in registry.synchronizers():
+        wait(result)
+    return result
 
 
 def _wait_before_declarations(result):
@@ -441,13 +447,12 @@ class _KernelBenchmark(abc.ABC):
         if missing:
             raise NotImplementedError(f"{implementation_name} at {tier}: input(s) {missing} not built")
         self.inputs = self.impl.bind(inputs)
-        self.wait = waiter(self.impl.backend)
         self.all_inputs = inputs  # what the oracle of track_max_relative_error takes
         self.tier = tier
         if self.impl.backend == "reference":
             return  # nothing to compile: no warm call
         start = time.perf_counter()
-        self.result = self.wait(self.impl.function(**self.inputs))
+        self.result = synchronize(self.impl.function(**self.inputs))
         self.first_call_seconds = time.perf_counter() - start
         reset_peak_memory()
 
@@ -459,7 +464,7 @@ class KernelTime(_KernelBenchmark):
 
     def time_call(self, cache, implementation, tier):
         """One warm call, waited on until the result exists."""
-        self.wait(self.impl.function(**self.inputs))
+        synchronize(self.impl.function(**self.inputs))
 
 
 class KernelProfile(_KernelBenchmark):
@@ -469,7 +474,7 @@ class KernelProfile(_KernelBenchmark):
 
     def peakmem_call(self, cache, implementation, tier):
         """Peak RSS with one warm call; subtract peakmem_resident for the kernel's own."""
-        self.wait(self.impl.function(**self.inputs))
+        synchronize(self.impl.function(**self.inputs))
 
     def peakmem_resident(self, cache, implementation, tier):
         """Peak RSS without the call: imports, inputs and compiled code."""
@@ -487,3 +492,22 @@ class KernelProfile(_KernelBenchmark):
         return float(np.max(np.abs(got - expected)) / max(np.max(np.abs(expected)), 1e-300))
 
     track_max_relative_error.unit = "relative"
+
+
+def kernel_classes(module: str) -> dict[str, type]:
+    """The benchmark classes of every kernel whose ``Kernel`` record (the
+    checkout's registry) places it in the area of ``module``, the calling
+    ``benchmarks.<area>``: ``<Kernel>`` (:class:`KernelTime`) and
+    ``<Kernel>Profile`` (:class:`KernelProfile`), under the names the
+    observatory reads results by, so a new kernel needs no class written.
+    asv versions a benchmark by its methods' source, which these inherit:
+    made here or written out, a class's series is the same."""
+    facts = checkout_facts()
+    classes = {}
+    for kernel, name in facts["classes"].get(module.rpartition(".")[2], {}).items():
+        for base, suffix in ((KernelTime, ""), (KernelProfile, facts["profile_suffix"])):
+            qualname = name + suffix
+            namespace = {"kernel": kernel, "__module__": module, "__qualname__": qualname,
+                         "__doc__": f"``{kernel}``: {base.__doc__}"}  # fmt: skip
+            classes[qualname] = type(qualname, (base,), namespace)
+    return classes

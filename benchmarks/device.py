@@ -11,7 +11,7 @@ import importlib
 
 from lenskern import registry
 
-from .common import TIERS, _KernelBenchmark, checkout_facts, manifest
+from .common import TIERS, _KernelBenchmark, checkout_facts, manifest, synchronize
 
 
 def _gpu_calls() -> list[str]:
@@ -43,7 +43,7 @@ class Device(_KernelBenchmark):
             raise NotImplementedError(f"{self.impl.name}: its backend does not split a call into parts")
         self.to_device, self.call, self.to_host = parts
         self.placed = self.to_device(self.inputs)
-        self.device_result = self.wait(self.call(self.placed))
+        self.device_result = synchronize(self.call(self.placed))
 
     def time_transfer_in(self, cache, call, tier):
         """The inputs, host to device, waited on."""
@@ -51,7 +51,7 @@ class Device(_KernelBenchmark):
 
     def time_kernel(self, cache, call, tier):
         """One call on inputs already on the device, waited on, result left there."""
-        self.wait(self.call(self.placed))
+        synchronize(self.call(self.placed))
 
     def time_transfer_out(self, cache, call, tier):
         """The result, device to host."""

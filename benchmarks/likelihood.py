@@ -6,47 +6,17 @@ import lenskern as lk
 from .common import (
     TIERS,
     TIMER,
-    KernelProfile,
-    KernelTime,
     checkout_facts,
     implementation,
+    kernel_classes,
     lacks_feature,
     manifest,
     skip_reason,
     skip_stream_tier,
 )
 
-
-class DirtyImage(KernelTime):
-    kernel = "dirty_image"
-
-
-class DirtyImageProfile(KernelProfile):
-    kernel = "dirty_image"
-
-
-class Reconstruction(KernelTime):
-    kernel = "reconstruction"
-
-
-class ReconstructionProfile(KernelProfile):
-    kernel = "reconstruction"
-
-
-class NoiseNormalization(KernelTime):
-    kernel = "noise_normalization"
-
-
-class NoiseNormalizationProfile(KernelProfile):
-    kernel = "noise_normalization"
-
-
-class LogEvidence(KernelTime):
-    kernel = "log_evidence"
-
-
-class LogEvidenceProfile(KernelProfile):
-    kernel = "log_evidence"
+# <Kernel> and <Kernel>Profile for each kernel the registry places here.
+globals().update(kernel_classes(__name__))
 
 
 def _likelihood_curvatures() -> list[str]:

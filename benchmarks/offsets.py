@@ -1,27 +1,6 @@
 """The offset table and the w-tilde matrix."""
 
-from .common import KernelProfile, KernelTime
+from .common import kernel_classes
 
-
-class WTilde(KernelTime):
-    kernel = "w_tilde"
-
-
-class WTildeProfile(KernelProfile):
-    kernel = "w_tilde"
-
-
-class WOffsets(KernelTime):
-    kernel = "w_offsets"
-
-
-class WOffsetsProfile(KernelProfile):
-    kernel = "w_offsets"
-
-
-class WTildeFromOffsets(KernelTime):
-    kernel = "w_tilde_from_offsets"
-
-
-class WTildeFromOffsetsProfile(KernelProfile):
-    kernel = "w_tilde_from_offsets"
+# <Kernel> and <Kernel>Profile for each kernel the registry places here.
+globals().update(kernel_classes(__name__))

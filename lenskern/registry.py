@@ -37,7 +37,7 @@ class Kernel:
     reference's docstring (``lenskern/backends/reference.py``)."""
 
     name: str
-    #: the module of ``benchmarks/`` that declares its classes
+    #: the module of ``benchmarks/`` whose classes measure it
     area: str
     #: float64 entries of its output (the least any implementation
     #: allocates), by the symbols of SPEC section 4
@@ -394,6 +394,7 @@ def implements(
 
 
 _loaded_backends: set[str] = set()
+_SYNCHRONIZERS: list[Callable[[Any], None]] = []
 
 
 def load_backend(backend: str) -> bool:
@@ -423,12 +424,21 @@ def load_backend(backend: str) -> bool:
         if reason:
             UNAVAILABLE[backend] = reason
             return False
+        if declared.synchronize is not None and declared.synchronize not in _SYNCHRONIZERS:
+            _SYNCHRONIZERS.append(declared.synchronize)
         for d in definitions:
             function = declared.on_device(d.function, declared.device) if declared.on_device else d.function
             impl = Implementation(d.kernel, backend, d.algorithm, function, d.inputs, d.cost,
                                   declared.device, d.oracle, d.memory)  # fmt: skip
             _REGISTRY[d.kernel][impl.name] = impl
     return backend not in UNAVAILABLE
+
+
+def synchronizers() -> tuple[Callable[[Any], None], ...]:
+    """The waits that the backends loaded and runnable here declare
+    (``Backend.synchronize``), each once: what a timer calls before it
+    stops, so that it covers an asynchronous device's work."""
+    return tuple(_SYNCHRONIZERS)
 
 
 def load_backends() -> None:

@@ -2,10 +2,11 @@
 module declares each kernel's classes, and what the classes are called.
 
 Each kernel has a class ``<Kernel>`` (time per call, every thread setting)
-and ``<Kernel>Profile`` (memory, first call, error; one thread), declared
-explicitly in ``benchmarks/<area>.py``; ``tests/observatory/test_benchmarks.py`` holds
-the declarations to the names here, which the report, the seeds' rounds and
-the alert read asv's results by.
+and ``<Kernel>Profile`` (memory, first call, error; one thread), made in
+``benchmarks/<area>.py`` from its ``Kernel`` record under the names here
+(``benchmarks.common.kernel_classes``), which the report, the seeds' rounds
+and the alert read asv's results by; ``tests/observatory/test_benchmarks.py``
+holds the two together.
 """
 
 from __future__ import annotations

@@ -218,6 +218,26 @@ def test_thread_pools_that_backends_declare_are_set_before_they_load():
         assert set(declared.threads) <= {*threads.POOL_VARIABLES, "XLA_FLAGS"}, backend
 
 
+def test_a_timer_waits_as_the_runnable_backends_declare():
+    """The waits a benchmark calls before its timer stops are those the
+    backends loaded and runnable here declare, each once: JAX's (declared by
+    jax and jax_gpu alike), never that of a backend missing here."""
+    import jax
+
+    registry.load_backends()
+    waits = registry.synchronizers()
+    assert waits.count(jax.block_until_ready) == 1
+
+    def declared_wait(backend):
+        try:
+            return registry.declaration(backend).synchronize
+        except ImportError:
+            return None
+
+    runnable = {declared_wait(b) for b in registry.BACKENDS if b not in registry.UNAVAILABLE}
+    assert set(waits) == runnable - {None}
+
+
 def test_jax_kernels_are_registered_once_per_device():
     """The JAX module is written once and declared for the CPU and the GPU:
     both backends define the same algorithms, each runs on its own device,
