@@ -27,73 +27,16 @@ from typing import Any
 import numpy as np
 
 from lenskern import validate
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """A kernel of SPEC section 2, or one of the seeds' examples, declared
-    once: what the registry, validation, the tests, the benchmarks and the
-    README know of it beyond its implementations. Its math is the
-    reference's docstring (``lenskern/backends/reference.py``)."""
-
-    name: str
-    #: the module of ``benchmarks/`` whose classes measure it
-    area: str
-    #: float64 entries of its output (the least any implementation
-    #: allocates), by the symbols of SPEC section 4
-    output: Callable[..., int] = field(repr=False)
-    #: an output later kernels take as an input (validate.SPECS names it)
-    intermediate: bool = False
-    #: one of the seeds' small JIT examples, not a step of the likelihood
-    example: bool = False
-    #: relative tolerance of every implementation against the reference
-    #: (SPEC section 3): arrays compare element-wise with an absolute floor of
-    #: ``tolerance * max|reference|``, since W and the offset table have
-    #: entries that cancel to near zero
-    tolerance: float = 1e-9
-
-
-def table_size(Ny: int, Nx: int) -> int:  # noqa: N803  the symbols of SPEC section 4
-    """Entries of the offset table, (2Ny-1)(2Nx-1)."""
-    return (2 * Ny - 1) * (2 * Nx - 1)
-
-
-#: Every kernel, in pipeline order (each can be built from the problem and
-#: the ones before it), then the seeds' examples.
-DECLARED = (
-    Kernel("w_tilde", "offsets", lambda M, **_: M * M, intermediate=True),
-    Kernel("w_offsets", "offsets", lambda Ny, Nx, **_: table_size(Ny, Nx), intermediate=True),
-    Kernel("w_tilde_from_offsets", "offsets", lambda M, **_: M * M),
-    Kernel("dirty_image", "likelihood", lambda M, **_: M, intermediate=True),
-    Kernel("mapping_matrix", "curvature", lambda M, S, **_: M * S, intermediate=True),
-    Kernel("data_vector", "curvature", lambda S, **_: S, intermediate=True),
-    Kernel("curvature_matrix", "curvature", lambda S, **_: S * S, intermediate=True),
-    Kernel("regularization_matrix", "curvature", lambda S, **_: S * S, intermediate=True),
-    Kernel("reconstruction", "likelihood", lambda S, **_: S * S),  # F + H and its factor
-    Kernel("noise_normalization", "likelihood", lambda **_: 1),
-    Kernel("log_evidence", "likelihood", lambda S, **_: 3 * S * S),  # F, H and F + H's factor
-    Kernel("quadratic_formula", "examples", lambda n, **_: n, example=True),
-    Kernel("fma", "examples", lambda n, **_: n, example=True),
-    Kernel("fused_expression", "examples", lambda n, **_: n, example=True),
+from lenskern.kernels import (  # noqa: F401  the registry's names for them
+    DECLARED,
+    EXAMPLES,
+    INTERMEDIATES,
+    KERNELS,
+    TOLERANCE,
+    Kernel,
+    kernel,
+    table_size,
 )
-_BY_NAME = {k.name: k for k in DECLARED}
-
-#: The kernels of SPEC section 2, in pipeline order.
-KERNELS = tuple(k.name for k in DECLARED if not k.example)
-#: The small JIT examples of the seeds, kept as kernels on every backend.
-EXAMPLES = tuple(k.name for k in DECLARED if k.example)
-#: Earlier kernels' outputs that later kernels take as inputs, in the order
-#: each can be built from the problem and the ones before it.
-INTERMEDIATES = tuple(k.name for k in DECLARED if k.intermediate)
-#: Each kernel's tolerance against the reference (see Kernel.tolerance).
-TOLERANCE = {k.name: k.tolerance for k in DECLARED}
-
-
-def kernel(name: str) -> Kernel:
-    """The declaration of kernel ``name``."""
-    if name not in _BY_NAME:
-        raise ValueError(f"kernel: unknown kernel {name!r}; expected one of {KERNELS + EXAMPLES}")
-    return _BY_NAME[name]
 
 
 @dataclass(frozen=True)
@@ -301,7 +244,7 @@ class Implementation:
 
     def estimated_bytes(self, checked: Mapping[str, Any]) -> float:
         """Bytes this call will allocate: its output, plus its declared temporaries."""
-        entries = kernel(self.kernel).output(**validate.sizes(dict(checked)))
+        entries = kernel(self.kernel).entries(**validate.sizes(dict(checked)))
         extra = 0.0
         if self.memory is not None:
             extra = self.memory(**{name: checked[name] for name in inspect.signature(self.memory).parameters})

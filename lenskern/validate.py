@@ -23,6 +23,7 @@ from lenskern.conventions import (
     TWO_PI,
     pixel_centres,
 )
+from lenskern.kernels import DECLARED
 
 #: The largest n_sources (or any integer scalar): an int64.
 _MAX_INT = np.iinfo(np.int64).max
@@ -67,13 +68,8 @@ SPECS: dict[str, Array | Scalar | ShapeNative] = {
     "neighbors": Array("int", ("S", "P")),
     "neighbors_sizes": Array("int", ("S",)),
     "coefficient": Scalar("float"),
-    "w_tilde": Array("float", ("M", "M"), derived=True),
-    "w_offsets": Array("float", ("2Ny-1", "2Nx-1"), derived=True),
-    "dirty_image": Array("float", ("M",), derived=True),
-    "mapping_matrix": Array("float", ("M", "S")),
-    "data_vector": Array("float", ("S",), derived=True),
-    "curvature_matrix": Array("float", ("S", "S"), derived=True),
-    "regularization_matrix": Array("float", ("S", "S"), derived=True),
+    # earlier kernels' outputs, as their Kernel records declare them
+    **{k.name: Array("float", k.shape, derived=k.derived) for k in DECLARED if k.intermediate},
     # the seeds' small JIT examples
     "a": Array("float", ("n",)),
     "b": Array("float", ("n",)),

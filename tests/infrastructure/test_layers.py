@@ -21,7 +21,7 @@ LAYERS = (
     "problems | evidence | recommend",  # inputs generated; evidence from its parts; which impl runs
     "registry",  # implementations declared and found
     "validate",  # inputs checked
-    "conventions | threads | _commit",  # SPEC's constants; thread pools; the build's commit
+    "conventions | kernels | threads | _commit",  # SPEC's constants; kernels declared; thread pools; commit
 )
 
 
