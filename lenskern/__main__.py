@@ -35,9 +35,9 @@ def recommended_table() -> str:
     """Markdown: what ``compute(kernel)`` picks here, the runners-up, and why."""
     lines = ["| kernel | `compute` picks | then | why |", "| --- | --- | --- | --- |"]
     for kernel in registry.KERNELS + registry.EXAMPLES:
-        first, *rest = recommend.RECOMMENDED[kernel]
+        first, *rest = recommend.preferred(kernel)
         then = ", ".join(f"`{n}`" for n in rest[:3])
-        lines.append(f"| `{kernel}` | `{first}` | {then} | {recommend.WHY[kernel].split(': ', 1)[1]} |")
+        lines.append(f"| `{kernel}` | `{first}` | {then} | {recommend.why(kernel).split(': ', 1)[1]} |")
     return "\n".join(lines)
 
 

@@ -135,9 +135,27 @@ def worth_it(impl: Implementation, sizes: Mapping[str, int]) -> bool:
 DENSE_MAPPING_FRACTION = 0.2
 
 
+#: Why a kernel with no measured order yet runs its oracle first.
+NOT_YET_MEASURED = "not yet measured: its oracle, NumPy's, until the main job's tables order it"
+
+
+def preferred(kernel: str) -> tuple[str, ...]:
+    """RECOMMENDED[kernel]; for a kernel the main job has not yet ordered (a
+    new one), its oracle, the implementation large tiers check the others
+    against."""
+    if kernel in RECOMMENDED:
+        return RECOMMENDED[kernel]
+    return (registry.oracle(kernel).name,)
+
+
+def why(kernel: str) -> str:
+    """WHY[kernel], or why an unmeasured kernel runs its oracle."""
+    return WHY[kernel] if kernel in RECOMMENDED else f"{preferred(kernel)[0]}: {NOT_YET_MEASURED}"
+
+
 def order(kernel: str, sizes: Mapping[str, int]) -> list[str]:
-    """RECOMMENDED[kernel], with the dense curvature first for dense mappings."""
-    names = list(RECOMMENDED[kernel])
+    """preferred(kernel), with the dense curvature first for dense mappings."""
+    names = list(preferred(kernel))
     if kernel == "curvature_matrix" and "B" in sizes and "S" in sizes:
         if sizes["B"] > DENSE_MAPPING_FRACTION * sizes["S"]:
             names.remove("numpy.dense")
@@ -153,7 +171,8 @@ def recommended(kernel: str, inputs: Mapping[str, Any]) -> Implementation:
     sizes = sizes_of(inputs)
     names = order(kernel, sizes)
     candidates = [found[n] for n in names if n in found]
-    candidates += [i for n, i in found.items() if n not in names]
+    rest = [i for n, i in found.items() if n not in names]
+    candidates += sorted(rest, key=lambda i: i.backend == "reference")  # plain Python last
     for impl in candidates:
         if all(name in inputs for name in impl.inputs) and worth_it(impl, sizes):
             return impl

@@ -201,7 +201,7 @@ def measured_table(by_threads: dict[str, list[Measurement]], machine: str, commi
         found = {
             row.implementation: row.seconds["1"] for row in rows(one, kernel, tier) if "1" in row.seconds
         }
-        pick = recommend.RECOMMENDED[kernel][0]
+        pick = recommend.preferred(kernel)[0]
         if pick not in found:
             continue
         others = sorted((seconds, name) for name, seconds in found.items() if name != pick)
