@@ -8,6 +8,7 @@ time went (README "Streaming")."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -113,10 +114,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def program_name(module: str, script: str) -> str:
+    """How the user called this: the console script, or ``python -m``."""
+    return script if os.path.basename(sys.argv[0]) == script else f"python -m {module}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """The command line; bad input or bad data end in one line on stderr and
     exit status 1 (2 for a bad argument, argparse's)."""
-    parser = argparse.ArgumentParser(prog="python -m lenskern", description=__doc__)
+    parser = argparse.ArgumentParser(prog=program_name("lenskern", "lenskern"), description=__doc__)
     try:
         _main(parser, argv)
     except (ValueError, TypeError, OSError, MemoryError) as error:

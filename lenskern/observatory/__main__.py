@@ -41,6 +41,7 @@ import sys
 import time
 from pathlib import Path
 
+from lenskern.__main__ import program_name
 from lenskern.observatory import alert, machines, nightly, regressions, seeds, suite, verdict
 from lenskern.observatory.offline import make_offline
 from lenskern.observatory.report import measured_table, peers_table, report, results_by_threads
@@ -242,8 +243,10 @@ def _report(results: Path, machine: str, commit: str, tier: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """The command line; bad input ends in one line on stderr and a non-zero exit."""
-    parser = argparse.ArgumentParser(prog="python -m lenskern.observatory", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    prog = program_name("lenskern.observatory", "lenskern-observatory")
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     try:
         _main(parser, argv)
     except (ValueError, RuntimeError, OSError) as error:
