@@ -6,6 +6,10 @@
     lk.compute("w_tilde", impl="numba.direct", **problem)
     lk.implementations("w_tilde")                    # {name: Implementation}
 
+The contract every implementation keeps (math, conventions, argument names)
+is ``docs/spec.md`` in the repository; docstrings cite its sections as
+"SPEC section N".
+
 Importing lenskern imports no backend and changes no global JAX or Numba
 setting; backends load the first time the registry is asked. The one
 exception is asked for explicitly: ``LENSKERN_NUM_THREADS`` (``1``, ``all`` or

@@ -35,20 +35,21 @@ import functools
 import http.server
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from lenskern.__main__ import program_name
-from lenskern.observatory import alert, machines, nightly, regressions, seeds, suite, verdict
+from lenskern.observatory import alert, machines, nightly, progress, regressions, seeds, suite, verdict
 from lenskern.observatory.offline import make_offline
 from lenskern.observatory.report import measured_table, peers_table, report, results_by_threads
 
 RESULTS = Path(".asv/results")
 PEER_RESULTS = Path(".asv/peers/results")  # asv.peers.conf.json's results_dir
 HTML = Path(".asv/html")
+RUN_LOG = Path(".asv/run.log")  # the main job's asv output, line by line
+MACHINE_HELP = f"this machine's name (default: ${machines.VARIABLE}, else the host name)"
 
 
 def _step(message: str) -> None:
@@ -89,7 +90,8 @@ def run(machine: str, tier: str) -> None:
         f"benchmarking HEAD {commit[:8]} at the {tier} tier(s), LENSKERN_NUM_THREADS=1 and all "
         "(the first run builds the virtualenv: a few minutes)"
     )
-    code = _asv("run", "HEAD^!", "--machine", machine, "--show-stderr", check=False)
+    code = progress.run_asv(["run", "HEAD^!", "--machine", machine, "--show-stderr"], RUN_LOG,
+                            ("building the environment, discovering the suite", "benchmarks"))  # fmt: skip
     site = publish()
     _step("results")
     for each in tier.split(","):
@@ -98,7 +100,7 @@ def run(machine: str, tier: str) -> None:
     print(f"\nsite: {site}  (serve it: python -m lenskern.observatory serve)", flush=True)
     print(f"done in {minutes:.1f} min", flush=True)
     if code != 0:
-        raise SystemExit(f"asv run exited with status {code}: some benchmarks failed (see above)")
+        raise SystemExit(f"asv run exited with status {code}: some benchmarks failed (above; all: {RUN_LOG})")
 
 
 def nightly_job(machine: str, branch: str, cap: int, bench: str | None = None) -> None:
@@ -258,12 +260,11 @@ def main(argv: list[str] | None = None) -> None:
 def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="the main job")
-    run_parser.add_argument("--machine", default=platform.node() or "this-machine",
-                            help="asv machine name (default: the host name)")  # fmt: skip
+    run_parser.add_argument("--machine", default=machines.default_name(), help=MACHINE_HELP)
     run_parser.add_argument("--tier", default="small", help="size tier(s), comma-separated (default: small)")
     commands.add_parser("publish", help="asv publish, then make the site work offline")
     report_parser = commands.add_parser("report", help="print the tables of one commit")
-    report_parser.add_argument("--machine", default=platform.node() or "this-machine")
+    report_parser.add_argument("--machine", default=machines.default_name(), help=MACHINE_HELP)
     report_parser.add_argument("--commit", default=None, help="default: HEAD")
     report_parser.add_argument("--tier", default="small")
     report_parser.add_argument(
@@ -286,7 +287,7 @@ def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
     compare_parser.add_argument("--config", type=Path, default=Path("asv.conf.json"))
     compare_parser.add_argument("--report", type=Path, default=None, help="write the markdown here")
     nightly_parser = commands.add_parser("nightly", help="benchmark tonight's commits of main")
-    nightly_parser.add_argument("--machine", required=True, help="asv machine name")
+    nightly_parser.add_argument("--machine", default=machines.default_name(), help=MACHINE_HELP)
     nightly_parser.add_argument("--branch", default="main")
     nightly_parser.add_argument("--cap", type=int, default=nightly.CAP,
                                 help=f"commits per night ({nightly.CAP})")  # fmt: skip
@@ -294,23 +295,23 @@ def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
     regressions_parser = commands.add_parser("regressions", help="published regressions")
     regressions_parser.add_argument("--report", type=Path, default=None)
     measured_parser = commands.add_parser("measured", help="the README's table of measured ratios")
-    measured_parser.add_argument("--machine", default=platform.node() or "this-machine")
+    measured_parser.add_argument("--machine", default=machines.default_name(), help=MACHINE_HELP)
     measured_parser.add_argument("--commit", default=None, help="default: HEAD")
     measured_parser.add_argument("--tier", default="small")
     measured_parser.add_argument("--readme", type=Path, default=None, help="rewrite the table in this README")
     peers_parser = commands.add_parser("peers", help="the README's table of lenskern against the peers")
-    peers_parser.add_argument("--machine", default=platform.node() or "this-machine")
+    peers_parser.add_argument("--machine", default=machines.default_name(), help=MACHINE_HELP)
     peers_parser.add_argument("--commit", default=None, help="default: HEAD")
     peers_parser.add_argument("--tier", default="seed-1core,science", help="comma list (seed-1core,science)")
     peers_parser.add_argument("--readme", type=Path, default=None, help="rewrite the table in this README")
     machine_parser = commands.add_parser("machine", help="name this machine for asv, with its GPU model")
-    machine_parser.add_argument("--machine", default=platform.node() or "this-machine")
+    machine_parser.add_argument("--machine", default=machines.default_name(), help=MACHINE_HELP)
     machine_parser.add_argument("--gpu", default=None, help="the GPU model (default: from nvidia-smi)")
     results_parser = commands.add_parser("results", help="the results branch: checkout or push")
     results_parser.add_argument("action", choices=["checkout", "push"])
     results_parser.add_argument("--message", default="benchmark results", help="the commit message of push")
     seeds_parser = commands.add_parser("seeds", help="the seeds' Match and Bonus rounds, tables and charts")
-    seeds_parser.add_argument("--machine", default=platform.node() or "this-machine")
+    seeds_parser.add_argument("--machine", default=machines.default_name(), help=MACHINE_HELP)
     seeds_parser.add_argument("--tiers", default="seed-1core,seed-gpu",
                               help="comma list of seed-1core, seed-gpu (default: both)")  # fmt: skip
     args = parser.parse_args(argv)

@@ -8,12 +8,16 @@ by side. The workflows call :func:`checkout` before benchmarking and
 :func:`push` after; :func:`record` names the machine for asv with what asv
 itself does not record: the GPU model.
 
-A new machine joins by running, on it, with the repository checked out::
+A machine has one name, which every command uses (:func:`default_name`):
+``--machine NAME`` where given, else ``$LENSKERN_MACHINE``, else the host
+name, asv's own default. A new machine joins by running, on it, with the
+repository checked out::
 
-    python -m lenskern.observatory machine --machine NAME   # once: asv's record, with the GPU
-    python -m lenskern.observatory results checkout         # .asv/results <- the branch
-    python -m lenskern.observatory run --machine NAME       # benchmarks HEAD
-    python -m lenskern.observatory results push             # the branch <- .asv/results
+    export LENSKERN_MACHINE=NAME                # or --machine NAME on each command
+    lenskern-observatory machine                # once: asv's record, with the GPU
+    lenskern-observatory results checkout       # .asv/results <- the branch
+    lenskern-observatory run                    # benchmarks HEAD
+    lenskern-observatory results push           # the branch <- .asv/results
 
 (or through a self-hosted runner with its own label, as ``gpu.yml`` and
 ``node.yml`` do).
@@ -22,6 +26,8 @@ A new machine joins by running, on it, with the repository checked out::
 from __future__ import annotations
 
 import json
+import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -29,6 +35,14 @@ from pathlib import Path
 
 BRANCH = "asv-results"
 RESULTS = Path(".asv/results")
+#: Names this machine for every command that takes ``--machine``.
+VARIABLE = "LENSKERN_MACHINE"
+
+
+def default_name() -> str:
+    """This machine's name where no ``--machine`` is given: ``$LENSKERN_MACHINE``,
+    else the host name (what ``asv machine --yes`` picks itself)."""
+    return os.environ.get(VARIABLE, "").strip() or platform.node() or "this-machine"
 
 
 def _git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -54,7 +68,11 @@ def gpu_model() -> str | None:
 def record(machine: str, gpu: str | None = None) -> dict:
     """asv's record of this machine (``asv machine``) plus its GPU model,
     which asv copies into every result folder of the machine."""
-    subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", "--machine", machine], check=True)
+    # asv prints its whole questionnaire with --yes: kept out of the log unless it fails
+    done = subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", "--machine", machine],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"asv machine failed: {(done.stderr or done.stdout).strip()[-2000:]}")
     path = Path.home() / ".asv-machine.json"
     records = json.loads(path.read_text())
     records[machine]["gpu"] = gpu or gpu_model() or "none"
