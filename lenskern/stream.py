@@ -52,6 +52,7 @@ from typing import Any, TextIO
 
 import numba
 import numpy as np
+from tqdm import tqdm
 
 from lenskern import conventions, validate
 from lenskern.conventions import ARCSEC_TO_RADIANS, TWO_PI
@@ -392,10 +393,9 @@ def _prepare_serial(uv, noise, visibilities, scale, ex, ey, rows, cols, strength
 
 
 class Progress:
-    """A progress line on stderr: chunks and visibilities done, rate, time
-    left. On a terminal it redraws one line at most twice a second; in a log
-    it writes a line every 10 % of the work. ``enabled=None``: only on a
-    terminal."""
+    """Visibilities and chunks done, rate and time left, on stderr (tqdm):
+    on a terminal a bar redrawn at most twice a second; in a log a line every
+    10 % of the work. ``enabled=None``: only on a terminal."""
 
     def __init__(
         self, visibilities: int, chunks: int, enabled: bool | None = None, out: TextIO | None = None
@@ -405,48 +405,44 @@ class Progress:
         self.enabled = self.tty if enabled is None else bool(enabled)
         self.total, self.chunks = max(int(visibilities), 1), int(chunks)
         self.done = self.done_chunks = 0
-        self.start = self.shown = time.perf_counter()
         self.next_tenth = 1
+        self.start = time.perf_counter()
+        self.bar = tqdm(
+            total=self.total, desc="lenskern", unit=" visibilities", unit_scale=True, file=self.out,
+            mininterval=0.5, disable=not (self.enabled and self.tty),
+        )  # fmt: skip
+
+    def _chunks(self) -> str:
+        return f"{self.done_chunks}/{self.chunks} chunks"
 
     def update(self, visibilities: int, chunks: int = 1) -> None:
         self.done += int(visibilities)
         self.done_chunks += int(chunks)
         if not self.enabled:
             return
-        now = time.perf_counter()
-        if self.tty and (now - self.shown >= 0.5 or self.done_chunks == self.chunks):
-            self.out.write("\r" + self.line(now))
-            self.out.flush()
-            self.shown = now
-        elif not self.tty and 10 * self.done >= self.next_tenth * self.total:
-            self.out.write(self.line(now) + "\n")
+        if self.tty:
+            self.bar.set_postfix_str(self._chunks(), refresh=False)
+            self.bar.update(int(visibilities))
+        elif 10 * self.done >= self.next_tenth * self.total:
+            self.out.write(self.line() + "\n")
             self.next_tenth = 10 * self.done // self.total + 1
 
-    def line(self, now: float) -> str:
-        seconds = max(now - self.start, 1e-9)
-        rate = self.done / seconds
-        left = (self.total - self.done) / rate if rate else float("inf")
-        return (
-            f"lenskern: {self.done_chunks}/{self.chunks} chunks, {_count(self.done)}/{_count(self.total)} "
-            f"visibilities ({100 * self.done / self.total:.0f}%), {_count(rate)}/s, {left:.0f} s left"
-        )
+    def line(self) -> str:
+        """The bar as one line, for a log."""
+        seconds = time.perf_counter() - self.start
+        return tqdm.format_meter(
+            self.done, self.total, seconds, prefix="lenskern", unit=" visibilities", unit_scale=True,
+            postfix=self._chunks(), ncols=0,
+        )  # fmt: skip
 
     def close(self) -> None:
+        self.bar.close()
         if self.enabled:
             seconds = time.perf_counter() - self.start
-            end = "\r" if self.tty else ""
-            rate = _count(self.done / max(seconds, 1e-9))
-            self.out.write(f"{end}lenskern: {_count(self.done)} visibilities in {self.done_chunks} chunks, "
-                           f"{seconds:.1f} s ({rate}/s)\n")  # fmt: skip
+            done, rate = tqdm.format_sizeof(self.done), tqdm.format_sizeof(self.done / max(seconds, 1e-9))
+            took = tqdm.format_interval(seconds)
+            self.out.write(f"lenskern: {done} visibilities in {self.done_chunks} chunks, {took} ({rate}/s)\n")
             self.out.flush()
-
-
-def _count(n: float) -> str:
-    """300, 12.5k, 48.0M, 2.00G: a count at a glance."""
-    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if n >= size:
-            return f"{n / size:.3g}{suffix}"
-    return f"{n:.0f}"
 
 
 def read_block(store: VisibilityStore, block: Block) -> dict[str, np.ndarray]:

@@ -229,8 +229,9 @@ def test_progress_line_on_stderr_can_be_turned_off(tmp_path, capsys):
     assert capsys.readouterr().err == ""
     stream.accumulate(store, progress=True, **problem)
     lines = capsys.readouterr().err.splitlines()
-    assert lines[-2].startswith("lenskern: 10/10 chunks, 300/300 visibilities (100%)")
+    assert lines[-2].startswith("lenskern: 100%") and "300/300" in lines[-2] and "10/10 chunks" in lines[-2]
     assert lines[-1].startswith("lenskern: 300 visibilities in 10 chunks")
+    assert len(lines) == 11  # in a log: a line per tenth of the work, then the summary
     out = io.StringIO()
     meter = stream.Progress(10, 2, out=out)  # not a terminal: off unless asked
     meter.update(5)
