@@ -26,9 +26,12 @@ SHOWN = re.compile(r"\bfailed\b|Traceback|\w+Error: |timed out")
 def _bar(description: str, total: float | None) -> tqdm:
     """A bar on stderr: redrawn every second on a terminal, every 30 s in a log."""
     interval = 1.0 if sys.stderr.isatty() else 30.0
-    bar_format = "{desc}: {percentage:3.0f}%|{bar}| {elapsed} elapsed, {remaining} left" if total else None
+    if total:
+        bar_format = "{desc}: {percentage:3.0f}%|{bar}| {elapsed} elapsed, {remaining} left"
+    else:  # no end known: the time so far
+        bar_format = "{desc}: {elapsed} elapsed"
     return tqdm(total=total, desc=description, mininterval=interval, maxinterval=interval,
-                bar_format=bar_format, unit=" asv lines", file=sys.stderr)  # fmt: skip
+                bar_format=bar_format, file=sys.stderr)  # fmt: skip
 
 
 def run_asv(args: list[str], log: Path, stages: tuple[str, str]) -> int:
