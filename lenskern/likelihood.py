@@ -57,6 +57,14 @@ class Likelihood:
         Optional ``{kernel: implementation name}`` overriding the recommended
         ones, for the kernels in ``STAGES``.
 
+    Raises
+    ------
+    TypeError
+        A data input missing, or a wrongly typed one.
+    ValueError
+        A bad input (named) or a bad ``impl``, found here rather than at the
+        first call.
+
     Cost: once, the offset table and dirty image (O(K) with the NUFFT), chi2
     and the noise normalization (O(K)); per call, see :meth:`log_evidence`.
     The offset table spans the mask's bounding box (:func:`crop_to_mask`):
@@ -190,6 +198,20 @@ class Likelihood:
         """The log evidence for a new mapping, neighbours and coefficient.
 
         Takes any superset of ``CALL_INPUTS``; only those are validated.
+
+        Returns
+        -------
+        float
+            The log evidence (SPEC section 2).
+
+        Raises
+        ------
+        TypeError
+            A call input missing, or a wrongly typed one.
+        ValueError
+            A bad input (named), or a mapping of another grid.
+        numpy.linalg.LinAlgError
+            F + H not positive definite.
 
         Cost: the chosen curvature implementation's (``recommend.RECOMMENDED``
         or ``impl``; its docstring and ``Implementation.cost`` say), M B for

@@ -68,6 +68,19 @@ def make_problem(preset_or_sizes: str | dict[str, Any] = "tiny", seed: int = 0) 
         A dict may also start from a preset: ``{"preset": "small", "K": 100}``.
     seed
         Seeds every random choice.
+
+    Returns
+    -------
+    Problem
+        A dict of every canonical input by name, with ``sizes`` (M, K, S, B,
+        P, Ny, Nx).
+
+    Raises
+    ------
+    ValueError
+        An unknown preset or option, or a size out of range (named).
+    TypeError
+        Neither a preset name nor a dict.
     """
     options = _options(preset_or_sizes)
     rng = np.random.default_rng(seed)

@@ -185,8 +185,37 @@ def compute(kernel: str, impl: str | None = None, **inputs: Any) -> Any:
 
     Every canonical input given is validated, whether or not the chosen
     implementation reads it (a wrong ``grid`` beside a right offset table is
-    still an error). ``impl=None`` picks the recommended implementation for
-    the installed backends and the given inputs.
+    still an error).
+
+    Parameters
+    ----------
+    kernel
+        A kernel of ``lk.KERNELS`` or ``lk.EXAMPLES``.
+    impl
+        An implementation name, ``backend.algorithm``; None picks the
+        recommended one for the installed backends, the given inputs and
+        their size (:func:`recommended`).
+    **inputs
+        Canonical inputs by name (SPEC section 1) and earlier kernels'
+        outputs; any superset of what the implementation takes.
+
+    Returns
+    -------
+    numpy.ndarray or float
+        The kernel's float64 output (SPEC section 2).
+
+    Raises
+    ------
+    ValueError
+        An unknown kernel or implementation, one unavailable here, or a bad
+        input (named), including one outside the kernels' domain; a result
+        that is not finite.
+    TypeError
+        A wrongly typed input, or inputs no implementation can run on.
+    MemoryError
+        A call that would allocate more than the memory available.
+    numpy.linalg.LinAlgError
+        F + H not positive definite (reconstruction, log evidence).
     """
     registry.kernel(kernel)  # a known kernel, or a ValueError naming them
     if impl is not None:
