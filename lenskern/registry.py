@@ -2,8 +2,8 @@
 
 A backend is one module that declares itself (a :class:`Backend` record:
 device, peer library, gaps with reasons, thread-pool variables and the hooks
-its device needs) and one entry point naming that record (setup.cfg, group
-``lenskern.backends``); the registry discovers it there. The module
+its device needs), as ``BACKEND``, in the package ``lenskern.backends``,
+where the registry finds every module without importing it. The module
 decorates each kernel with :func:`implements`, declaring there, beside the
 definition, everything known about it: kernel, algorithm, cost model and
 whether it is its kernel's oracle for sizes where the reference is too slow.
