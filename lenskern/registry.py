@@ -288,6 +288,17 @@ class Implementations(dict):
     missing: dict[str, str]
 
 
+def _backend_module(module: str) -> str:
+    """The backend module that a function of ``module`` is defined for: a
+    backend that is a package (``lenskern.backends.numba``) defines its
+    kernels in submodules (``lenskern.backends.numba.kernels``), filed under
+    the package; a module outside ``lenskern.backends`` (a test's toy
+    backend) is its own."""
+    if module.startswith(f"{_PACKAGE}."):
+        return ".".join(module.split(".")[:3])
+    return module
+
+
 @dataclass(frozen=True)
 class _Definition:
     kernel: str
@@ -299,7 +310,8 @@ class _Definition:
     memory: Callable[..., float] | None
 
 
-#: module name -> the kernels it defines, in definition order.
+#: backend module name (as :data:`BACKENDS` and :func:`module_of` name it)
+#: -> the kernels it defines, in definition order.
 _DEFINITIONS: dict[str, list[_Definition]] = {}
 _REGISTRY: dict[str, dict[str, Implementation]] = {k: {} for k in KERNELS + EXAMPLES}
 
@@ -327,7 +339,7 @@ def implements(
         unknown = set(inputs) - set(validate.SPECS)
         if unknown:
             raise ValueError(f"{function.__qualname__}: non-canonical input(s) {sorted(unknown)}")
-        defined = _DEFINITIONS.setdefault(function.__module__, [])
+        defined = _DEFINITIONS.setdefault(_backend_module(function.__module__), [])
         if any(d.kernel == kernel and d.algorithm == algorithm for d in defined):
             raise ValueError(f"{kernel}: {algorithm} defined twice in {function.__module__}")
         defined.append(_Definition(kernel, algorithm, function, inputs, cost, oracle, memory))
