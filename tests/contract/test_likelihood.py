@@ -11,7 +11,7 @@ from hypothesis import given
 import lenskern as lk
 from conftest import assert_agrees, evidence_carried_error, problems, reference_impl, with_intermediates
 from lenskern import validate
-from lenskern.backends import numba as numba_backend
+from lenskern.backends.numba import kernels as numba_kernels
 
 
 @given(problem=problems())
@@ -75,7 +75,7 @@ def test_tiled_curvature_over_tiles_and_workers(sizes, workers):
     inputs = {**problem, "w_offsets": w_offsets}
     expected = lk.compute("curvature_matrix", impl="numpy.fft", **inputs)
     args = lk.implementations("curvature_matrix")["numba.tiled"].bind(inputs)
-    got = numba_backend._curvature_tiled(
+    got = numba_kernels._curvature_tiled(
         args["w_offsets"], args["native_index"], args["pix_indexes"], args["pix_weights"],
         args["n_sources"], workers,
     )  # fmt: skip

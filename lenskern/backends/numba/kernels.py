@@ -1,4 +1,5 @@
-"""The Numba backend: SPEC section 2 as nopython loops, parallel with prange.
+"""The Numba backend's likelihood kernels: SPEC section 2 as nopython loops,
+parallel with prange.
 
 Each registered function is a thin Python wrapper over module-level
 ``numba.njit(cache=True)`` kernels; the math is written once in
@@ -8,23 +9,19 @@ every ``-1`` padding slot of ``pix_indexes`` and ``neighbors`` is skipped
 explicitly: a negative index would silently wrap in compiled code.
 
 Parallel loops never let two iterations write the same element: each
-iteration owns a row, an offset pair or an output element. Importing this
-module changes no Numba setting (threads, threading layer, config).
+iteration owns a row, an offset pair or an output element.
 """
 
 from __future__ import annotations
 
 import math
-import mmap
-from fractions import Fraction
 
 import numba
 import numpy as np
 
+from lenskern.backends.numba.memory import empty
 from lenskern.conventions import ARCSEC_TO_RADIANS, RIDGE, TWO_PI
-from lenskern.registry import Backend, Cost, implements
-
-BACKEND = Backend(threads=("NUMBA_NUM_THREADS",))
+from lenskern.registry import Cost, implements
 
 # ---------------------------------------------------------------------------
 # w_tilde and the offset table
@@ -175,25 +172,9 @@ def _gather_into(w_offsets, native_index, w):
     return w
 
 
-#: Outputs at least this large are allocated on transparent huge pages where
-#: the kernel offers them: W's first touch then takes 2 MiB page faults
-#: instead of 4 KiB ones, 512 times fewer faults for a W of many MB.
-HUGE_PAGE_BYTES = 1 << 21
-
-
-def _empty(shape) -> np.ndarray:
-    """np.empty, on huge pages (madvise) for large arrays on Linux."""
-    size = int(np.prod(shape)) * 8
-    if size < HUGE_PAGE_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
-        return np.empty(shape)
-    buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    buffer.madvise(mmap.MADV_HUGEPAGE)
-    return np.frombuffer(buffer, dtype=np.float64).reshape(shape)
-
-
 def _gather(w_offsets, native_index):
     m_count = native_index.shape[0]
-    return _gather_into(w_offsets, native_index, _empty((m_count, m_count)))
+    return _gather_into(w_offsets, native_index, empty((m_count, m_count)))
 
 
 @implements("w_tilde", "direct", Cost("trig", lambda M, K, **_: M * (M + 1) / 2 * K))
@@ -273,9 +254,9 @@ def w_tilde_from_offsets_gather(w_offsets, native_index):
     See reference.w_tilde_from_offsets for the math. prange over rows i;
     the table is small enough to stay in cache while W is written, and each
     entry's table index is one subtraction of precomputed linear positions.
-    W is allocated on huge pages (HUGE_PAGE_BYTES): at seed-1core the write
-    is then bound by first-touch page faults and the memory bus, not by
-    index arithmetic.
+    W is allocated on huge pages (memory.HUGE_PAGE_BYTES): at seed-1core
+    the write is then bound by first-touch page faults and the memory bus,
+    not by index arithmetic.
 
     Cost: M^2 reads and writes, no arithmetic (bandwidth-bound); memory M^2.
     """
@@ -848,293 +829,3 @@ def log_evidence_tiled(
     curvature = curvature_matrix_tiled(w_offsets, native_index, pix_indexes, pix_weights, n_sources)
     regularization = _regularization_matrix(coefficient, neighbors, neighbors_sizes)
     return float(_log_evidence(curvature, regularization, data, _chi2_data(vis_real, vis_imag, noise), noise))
-
-
-# ---------------------------------------------------------------------------
-# The seeds' small JIT examples
-#
-# Outputs are allocated here, in Python (_empty), and passed in: an array
-# allocated inside a compiled function costs an extra pass over it (it is
-# zero-filled), which for these memory-bound loops is most of the time.
-
-
-# error_model="numpy": a / 0 gives inf instead of raising, which takes the
-# zero check out of the loop so it vectorises (a != 0 is validated first).
-@numba.njit(cache=True, error_model="numpy")
-def _quadratic_formula_serial(a, b, c, out):
-    for i in range(a.shape[0]):
-        out[i] = (-b[i] + math.sqrt(b[i] * b[i] - 4.0 * a[i] * c[i])) / (2.0 * a[i])
-    return out
-
-
-@numba.njit(cache=True, parallel=True, error_model="numpy")
-def _quadratic_formula_parallel(a, b, c, out):
-    for i in numba.prange(a.shape[0]):
-        out[i] = (-b[i] + math.sqrt(b[i] * b[i] - 4.0 * a[i] * c[i])) / (2.0 * a[i])
-    return out
-
-
-@numba.njit(cache=True)
-def _four(weights, arrays, first):
-    """Arrays first..first+3 and their weights; past the end, the last array
-    with weight 0 (read, adds nothing), so every pass is a fixed 4-term sum."""
-    last = arrays.shape[0] - 1
-    a0, a1 = arrays[first], arrays[min(first + 1, last)]
-    a2, a3 = arrays[min(first + 2, last)], arrays[min(first + 3, last)]
-    w0 = weights[first]
-    w1 = weights[first + 1] if first + 1 <= last else 0.0
-    w2 = weights[first + 2] if first + 2 <= last else 0.0
-    w3 = weights[first + 3] if first + 3 <= last else 0.0
-    return a0, a1, a2, a3, w0, w1, w2, w3
-
-
-@numba.njit(cache=True)
-def _fma_serial(weights, arrays, out):
-    # Four arrays per pass over out, the innermost loop over elements so it
-    # vectorises: out is written once per four arrays (once for the seeds' 4).
-    for first in range(0, arrays.shape[0], 4):
-        a0, a1, a2, a3, w0, w1, w2, w3 = _four(weights, arrays, first)
-        if first == 0:
-            for j in range(out.shape[0]):
-                out[j] = w0 * a0[j] + w1 * a1[j] + w2 * a2[j] + w3 * a3[j]
-        else:
-            for j in range(out.shape[0]):
-                out[j] += w0 * a0[j] + w1 * a1[j] + w2 * a2[j] + w3 * a3[j]
-    return out
-
-
-@numba.njit(cache=True, parallel=True)
-def _fma_parallel(weights, arrays, out):
-    for first in range(0, arrays.shape[0], 4):
-        a0, a1, a2, a3, w0, w1, w2, w3 = _four(weights, arrays, first)
-        if first == 0:
-            for j in numba.prange(out.shape[0]):
-                out[j] = w0 * a0[j] + w1 * a1[j] + w2 * a2[j] + w3 * a3[j]
-        else:
-            for j in numba.prange(out.shape[0]):
-                out[j] += w0 * a0[j] + w1 * a1[j] + w2 * a2[j] + w3 * a3[j]
-    return out
-
-
-@numba.njit(cache=True)
-def _fused_expression_serial(x, out):
-    for i in range(x.shape[0]):
-        value = x[i]
-        out[i] = math.sqrt(value * value + math.sin(value) * math.exp(-value))
-    return out
-
-
-@numba.njit(cache=True, parallel=True)
-def _fused_expression_parallel(x, out):
-    for i in numba.prange(x.shape[0]):
-        value = x[i]
-        out[i] = math.sqrt(value * value + math.sin(value) * math.exp(-value))
-    return out
-
-
-# The fused expression with sin and exp as polynomials the compiler can
-# vectorise (math.sin and math.exp are scalar libm calls, which keep the
-# loop scalar). Constants are derived here, exactly, from pi and log 2 as
-# fractions, so no digit is copied from elsewhere.
-
-
-def _arctan_of_inverse(m: int, terms: int) -> Fraction:
-    """arctan(1/m) by its Taylor series, to about 2 * terms * log10(m) digits."""
-    return sum(Fraction((-1) ** k, (2 * k + 1) * m ** (2 * k + 1)) for k in range(terms))
-
-
-#: pi by Machin's formula and log 2 as 2 artanh(1/3), both to over 40 digits.
-_PI = 16 * _arctan_of_inverse(5, 40) - 4 * _arctan_of_inverse(239, 15)
-_LOG_2 = 2 * sum(Fraction(1, (2 * k + 1) * 3 ** (2 * k + 1)) for k in range(45))
-
-
-def _split(value: Fraction, bits: int, parts: int) -> tuple[float, ...]:
-    """``value`` as a sum of ``parts`` floats, all but the last of ``bits``
-    significant bits, so an integer of up to 53 - bits bits times each is exact
-    (Cody and Waite's argument reduction)."""
-    pieces = []
-    for _ in range(parts - 1):
-        mantissa, exponent = math.frexp(float(value))
-        head = math.ldexp(round(mantissa * 2**bits), exponent - bits)
-        pieces.append(head)
-        value -= Fraction(head)
-    return (*pieces, float(value))
-
-
-_PI_HALF = _split(_PI / 2, 33, 3)  # k pi/2 exactly for |k| < 2^20
-_LOG_2_PARTS = _split(_LOG_2, 42, 2)  # n log 2 exactly for |n| < 2^11
-_TWO_OVER_PI = float(2 / _PI)
-_ONE_OVER_LOG_2 = float(1 / _LOG_2)
-#: Adding and subtracting 1.5 * 2^52 rounds a float of magnitude < 2^51 to
-#: an integer, and leaves that integer in the low bits of the sum.
-_ROUNDER = 1.5 * 2.0**52
-_ROUNDER_BITS = int(np.float64(_ROUNDER).view(np.int64))
-#: Taylor coefficients, highest degree first: exp on |r| <= log(2)/2 to
-#: degree 13, sin and cos on |r| <= pi/4 to degrees 15 and 16 (as
-#: polynomials in r^2). Each truncation is below 1e-16 of the result there.
-_EXP = tuple(float(Fraction(1, math.factorial(k))) for k in range(13, -1, -1))
-_SIN = tuple(float(Fraction((-1) ** k, math.factorial(2 * k + 1))) for k in range(7, -1, -1))
-_COS = tuple(float(Fraction((-1) ** k, math.factorial(2 * k))) for k in range(8, -1, -1))
-#: The polynomial path's domain: beyond |x| = 1e5 the reduction by pi/2
-#: loses bits; outside [-708, 708] exp(-x) leaves float64's normal range.
-#: Elements there take math.sin and math.exp.
-VECTOR_SIN_LIMIT = 1e5
-VECTOR_EXP_LIMIT = 708.0
-#: Elements per vectorised pass (four scratch arrays that stay in L1), and
-#: per parallel work item.
-VECTOR_CHUNK = 512
-VECTOR_BLOCK = 1 << 14
-
-
-@numba.njit(cache=True, inline="always")
-def _horner(coefficients, z):
-    total = 0.0
-    for coefficient in coefficients:
-        total = total * z + coefficient
-    return total
-
-
-# fastmath "contract" only: multiply-adds fuse into FMAs (each one rounding
-# instead of two), no reassociation, so the rounding constant still rounds.
-@numba.njit(cache=True, fastmath={"contract"})
-def _fused_expression_block(x, out, start, stop):
-    scale = np.empty(VECTOR_CHUNK)  # exp's rounding sum, then 2^n
-    scale_bits = scale.view(np.int64)
-    exp_r = np.empty(VECTOR_CHUNK)
-    sine = np.empty(VECTOR_CHUNK)
-    for first in range(start, stop, VECTOR_CHUNK):
-        size = min(VECTOR_CHUNK, stop - first)
-        outside = 0
-        for i in range(size):
-            value = x[first + i]
-            # exp(-value) = exp(r) 2^n, n = round(-value / log 2)
-            rounded = -value * _ONE_OVER_LOG_2 + _ROUNDER
-            n = rounded - _ROUNDER
-            r = (-value - n * _LOG_2_PARTS[0]) - n * _LOG_2_PARTS[1]
-            scale[i] = rounded
-            exp_r[i] = _horner(_EXP, r)
-            # sin(value) from r = value - k pi/2, by the quadrant k mod 4
-            k = value * _TWO_OVER_PI + _ROUNDER - _ROUNDER
-            r = ((value - k * _PI_HALF[0]) - k * _PI_HALF[1]) - k * _PI_HALF[2]
-            z = r * r
-            sin_r = r * _horner(_SIN, z)
-            cos_r = _horner(_COS, z)
-            quadrant = k - 4.0 * math.floor(0.25 * k)
-            odd = quadrant == 1.0 or quadrant == 3.0
-            magnitude = cos_r if odd else sin_r
-            sine[i] = -magnitude if quadrant >= 2.0 else magnitude
-            outside += (abs(value) > VECTOR_SIN_LIMIT) | (abs(value) > VECTOR_EXP_LIMIT)
-        # 2^n from n's bits: the biased exponent field, no float-to-int conversion.
-        for i in range(size):
-            scale_bits[i] = (scale_bits[i] - _ROUNDER_BITS + 1023) << 52
-        for i in range(size):
-            value = x[first + i]
-            out[first + i] = math.sqrt(value * value + sine[i] * exp_r[i] * scale[i])
-        if outside:
-            for i in range(size):
-                value = x[first + i]
-                if abs(value) > VECTOR_SIN_LIMIT or abs(value) > VECTOR_EXP_LIMIT:
-                    out[first + i] = math.sqrt(value * value + math.sin(value) * math.exp(-value))
-    return out
-
-
-@numba.njit(cache=True, parallel=True)
-def _fused_expression_vectorised(x, out):
-    n = x.shape[0]
-    for block in numba.prange((n + VECTOR_BLOCK - 1) // VECTOR_BLOCK):
-        start = np.int64(block) * VECTOR_BLOCK  # prange indexes are unsigned
-        _fused_expression_block(x, out, start, min(start + VECTOR_BLOCK, n))
-    return out
-
-
-@implements("quadratic_formula", "serial", Cost("flop", lambda n, **_: 7 * n))
-def quadratic_formula_serial(a, b, c):
-    """The seeds' compiled loop, one thread.
-
-    See reference.quadratic_formula for the math. One fused pass, no
-    temporaries.
-
-    Cost: n square roots; 32 n bytes moved.
-    """
-    return _quadratic_formula_serial(a, b, c, _empty(a.shape[0]))
-
-
-@implements("quadratic_formula", "parallel", Cost("flop", lambda n, **_: 7 * n))
-def quadratic_formula_parallel(a, b, c):
-    """The seeds' compiled loop with parallel=True and prange.
-
-    See reference.quadratic_formula for the math. Elements split across
-    Numba's threads.
-
-    Cost: n square roots; 32 n bytes moved.
-    """
-    return _quadratic_formula_parallel(a, b, c, _empty(a.shape[0]))
-
-
-@implements("fma", "serial", Cost("flop", lambda n, W, **_: 2 * W * n))
-def fma_serial(weights, arrays):
-    """The weighted sum, four arrays per pass over out, one thread.
-
-    See reference.fma for the math. Each pass is one vectorised loop over the
-    elements summing four weighted arrays, so out is written ceil(W / 4)
-    times (once for the seeds' W = 4) and no temporary exists.
-
-    Cost: W n multiply-adds; 8 (W + 2 ceil(W / 4) - 1) n bytes moved.
-    """
-    return _fma_serial(weights, arrays, _empty(arrays.shape[1]))
-
-
-@implements("fma", "parallel", Cost("flop", lambda n, W, **_: 2 * W * n))
-def fma_parallel(weights, arrays):
-    """The weighted sum, four arrays per pass over out, parallel over elements.
-
-    See reference.fma for the math. As "serial" with prange over the output.
-
-    Cost: W n multiply-adds; 8 (W + 2 ceil(W / 4) - 1) n bytes moved.
-    """
-    return _fma_parallel(weights, arrays, _empty(arrays.shape[1]))
-
-
-@implements("fused_expression", "serial", Cost("trig", lambda n, **_: 3 * n))
-def fused_expression_serial(x):
-    """The fused element-wise expression, one thread.
-
-    See reference.fused_expression for the math. One pass, no temporaries.
-
-    Cost: n sin, exp and sqrt; 16 n bytes moved.
-    """
-    return _fused_expression_serial(x, _empty(x.shape[0]))
-
-
-@implements("fused_expression", "parallel", Cost("trig", lambda n, **_: 3 * n))
-def fused_expression_parallel(x):
-    """The fused element-wise expression, parallel with prange.
-
-    See reference.fused_expression for the math. As "serial", elements split
-    across Numba's threads.
-
-    Cost: n sin, exp and sqrt; 16 n bytes moved.
-    """
-    return _fused_expression_parallel(x, _empty(x.shape[0]))
-
-
-@implements("fused_expression", "vectorised", Cost("flop", lambda n, **_: 60 * n))
-def fused_expression_vectorised(x):
-    """The fused expression with sin and exp as polynomials, so the loop is
-    SIMD-vectorised; blocks of elements across Numba's threads.
-
-    See reference.fused_expression for the math. exp(-x) = exp(r) 2^n with
-    n = round(-x / log 2) and a degree-13 Taylor polynomial on
-    |r| <= log(2)/2; sin(x) from r = x - k pi/2 (pi/2 in three parts, Cody
-    and Waite) with degree-15 and -16 Taylor polynomials for sin r and cos r
-    on |r| <= pi/4 and the quadrant k mod 4; 2^n is built from n's bits. The
-    truncation errors are below 1e-16 relative, so both agree with libm to a
-    few units in the last place (tests hold them to 1e-13 from -708 to 1e6).
-    Elements beyond VECTOR_SIN_LIMIT or VECTOR_EXP_LIMIT take math.sin and
-    math.exp. Chunks of VECTOR_CHUNK elements go through three vectorised
-    loops (the polynomials, 2^n, the square root) on scratch kept in L1.
-
-    Cost: ~60 flops (mostly FMAs) and one square root per element, in SIMD
-    lanes; 16 n bytes moved.
-    """
-    return _fused_expression_vectorised(x, _empty(x.shape[0]))
