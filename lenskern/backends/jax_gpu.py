@@ -1,6 +1,6 @@
 """The JAX backend on a GPU: :mod:`lenskern.backends.jax`'s kernels, written
 once and registered again for the GPU (placement, float64, waiting and the
-return to the host are that module's ``on_device``)."""
+return to the host are :func:`lenskern.backends.jax.device.on_device`)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import pytest
 
 import lenskern as lk
 from conftest import with_intermediates
-from lenskern.backends import jax as lk_jax
+from lenskern.backends.jax import device as jax_device
 
 INPUTS = with_intermediates(lk.make_problem("tiny"))
 JAX = [
@@ -21,7 +21,7 @@ JAX = [
     "impl", [i for i in JAX if i.kernel in lk.KERNELS], ids=lambda i: f"{i.kernel}-{i.name}"
 )
 def test_device_parts_compose_to_the_call(impl):
-    parts = lk_jax.device_parts(impl.function, "cpu")
+    parts = jax_device.device_parts(impl.function, "cpu")
     if parts is None:
         assert impl.algorithm == "sharded"  # places its inputs over the mesh itself
         return

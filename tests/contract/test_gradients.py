@@ -8,14 +8,14 @@ import pytest
 import lenskern as lk
 
 jax = pytest.importorskip("jax")
-from lenskern.backends import jax as lk_jax  # noqa: E402
+from lenskern.backends.jax.differentiable import log_evidence_from_offsets  # noqa: E402
 
 PROBLEM = lk.make_problem("tiny")
 W_OFFSETS = lk.compute("w_offsets", **PROBLEM)
 
 
 def log_evidence(coefficient, vis_real, vis_imag):
-    return lk_jax.log_evidence_from_offsets(
+    return log_evidence_from_offsets(
         W_OFFSETS, PROBLEM["native_index"], PROBLEM["grid"], PROBLEM["uv"], PROBLEM["noise"],
         vis_real + 1j * vis_imag, PROBLEM["pix_indexes"], PROBLEM["pix_weights"],
         PROBLEM["n_sources"], PROBLEM["neighbors"], coefficient,

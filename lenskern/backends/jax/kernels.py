@@ -1,21 +1,9 @@
-"""The JAX backend: every kernel as a ``jax.jit`` function, run in float64.
+"""The JAX backend's likelihood kernels: each a ``jax.jit`` function,
+registered once and run by :func:`~lenskern.backends.jax.device.on_device`
+(float64, placement, waiting, the return to the host).
 
 Every kernel's math is in :mod:`lenskern.backends.reference`; docstrings here
 say only what is particular to the algorithm and what it costs.
-
-One wrapper, :func:`on_device`, owns what every registered kernel needs
-around its jitted core, so the kernels below are written once and registered
-once per device JAX has (``jax`` on the CPU, ``jax_gpu`` on a GPU):
-
-- precision: the call runs inside ``with jax.enable_x64(True):``, so inputs,
-  compiled code and outputs are float64, while importing this module changes
-  no global setting (JAX stays in float32 mode outside lenskern's calls);
-- placement: NumPy inputs are put on the backend's device;
-- waiting: the result is blocked on (``block_until_ready``), so a timer that
-  stops when the call returns covers the work;
-- return: arrays come back to the host as NumPy float64 arrays (on the CPU a
-  zero-copy, read-only view), scalars as Python floats, so callers never hold
-  a float64 ``jax.Array`` that later float32-mode code would downcast.
 
 Padding: ``-1`` slots of ``pix_indexes`` and ``neighbors`` are redirected to
 index 0 with weight 0 by ``jnp.where`` (:func:`_safe_slots`); JAX would
@@ -26,15 +14,12 @@ arguments: each new value compiles once. Loops over K and over blocks of
 image rows use ``lax.scan`` / ``lax.map`` with blocks of at most
 :data:`BLOCK_ELEMENTS` floats, so no temporary grows with M^2 K.
 
-:func:`log_evidence_from_offsets` is the public, pure and differentiable form
-of the log evidence (for samplers and ``jax.grad``).
+The jitted pieces (underscored) are shared with the package's sharded
+kernels and differentiable form, which compose them.
 """
 
 from __future__ import annotations
 
-import contextvars
-import functools
-import inspect
 from functools import partial
 
 import jax
@@ -43,8 +28,6 @@ import jax.scipy.linalg
 import numpy as np
 from jax import lax
 from jax.experimental import sparse as jsparse
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from lenskern import conventions
 from lenskern.conventions import (
@@ -55,92 +38,7 @@ from lenskern.conventions import (
     nufft_threads,
     nufft_type3_bytes,
 )
-from lenskern.registry import Backend, Cost, implements, table_size
-
-
-def unavailable(device: str) -> str | None:
-    """Why JAX cannot run on ``device`` here, or None (the registry asks)."""
-    try:
-        jax.devices(device)
-    except RuntimeError:
-        platforms = sorted({d.platform for d in jax.devices()})
-        return f"JAX sees no {device} device here (platforms: {', '.join(platforms)})"
-    return None
-
-
-#: The kind of device ("cpu", "gpu") of the call in progress: the sharded
-#: kernels lay their mesh over every device of this kind.
-_DEVICE_KIND = contextvars.ContextVar("lenskern_jax_device_kind", default="cpu")
-
-
-def on_device(function, device: str):
-    """``function`` run on the first JAX ``device`` of its kind (the sharded
-    kernels: on all of them), in float64, blocked on and returned to the
-    host (the module docstring's rules)."""
-
-    signature = inspect.signature(function)
-    sharded = getattr(function, "sharded", False)
-
-    @functools.wraps(function)
-    def run(*args, **kwargs):
-        target = jax.devices(device)[0]
-        inputs = signature.bind(*args, **kwargs).arguments
-        token = _DEVICE_KIND.set(device)
-        try:
-            with jax.enable_x64(True):
-                placed = {
-                    name: jax.device_put(value, target)
-                    if isinstance(value, np.ndarray) and not sharded
-                    else value
-                    for name, value in inputs.items()
-                }
-                result = function(**placed).block_until_ready()
-                return float(result) if result.ndim == 0 else np.asarray(result)
-        finally:
-            _DEVICE_KIND.reset(token)
-
-    return run
-
-
-def device_parts(function, device: str):
-    """A registered call split into its three parts on ``device``, for the
-    benchmarks that time transfers apart from the kernel: ``to_device(inputs)``
-    (blocked), ``call(placed)`` (a device result, not waited on) and
-    ``to_host(result)``. None for the sharded kernels, which place their
-    inputs themselves."""
-    if getattr(function, "sharded", False):
-        return None
-    kernel = function.__wrapped__  # the jitted core, before on_device's wrapper
-    target = jax.devices(device)[0]
-
-    def to_device(inputs):
-        with jax.enable_x64(True):  # float64 stays float64 on the device
-            placed = {
-                n: jax.device_put(v, target) if isinstance(v, np.ndarray) else v for n, v in inputs.items()
-            }
-            return jax.block_until_ready(placed)
-
-    def call(placed):
-        with jax.enable_x64(True):
-            return kernel(**placed)
-
-    return to_device, call, np.asarray
-
-
-#: Written once, registered for two devices: here, and as ``jax_gpu``.
-BACKEND = Backend(threads=("XLA_FLAGS",), unavailable=unavailable, on_device=on_device,
-                  synchronize=jax.block_until_ready, device_parts=device_parts)  # fmt: skip
-
-
-def _sharded(function):
-    """Mark a kernel that lays its inputs over a mesh of every device itself."""
-    function.sharded = True
-    return function
-
-
-def _mesh() -> jax.sharding.Mesh:
-    """A one-axis mesh ("d") of every device of the call's kind."""
-    return jax.sharding.Mesh(np.array(jax.devices(_DEVICE_KIND.get())), ("d",))
+from lenskern.registry import Cost, implements, table_size
 
 
 def _block_size(total: int, per_item: int) -> int:
@@ -437,68 +335,6 @@ def _log_evidence_raw(
         neighbors_sizes,
         coefficient,
     )
-
-
-def log_evidence_from_offsets(
-    w_offsets,
-    native_index,
-    grid,
-    uv,
-    noise,
-    visibilities,
-    pix_indexes,
-    pix_weights,
-    n_sources,
-    neighbors,
-    coefficient,
-):
-    """The log evidence as a pure JAX function: jit-able and differentiable.
-
-    See reference.log_evidence for the math. The same computation as the
-    registered ``jax.offsets`` (it calls the same jitted function), but the
-    dirty image is computed here from the raw ``visibilities`` and the
-    regularization degrees from ``neighbors``, so ``jax.grad`` reaches the
-    visibilities (complex, or built from real and imaginary parts), the
-    coefficient and the mapping weights. It sets no precision: call it under
-    ``with jax.enable_x64(True):`` for float64. ``n_sources`` must be a
-    Python int (static under ``jax.jit``); arguments and result are JAX
-    values, nothing is blocked or converted.
-
-    Cost: O(M K) for the dirty image, O(M^2 B) for the curvature from the
-    table, O(S^3) for the two Cholesky factorisations; memory
-    O(BLOCK_ELEMENTS + M S + S^2).
-    """
-    neighbors = jnp.asarray(neighbors)
-    neighbors_sizes = jnp.sum(neighbors >= 0, axis=1)
-    dirty_image = _dirty_image_gemv(grid, uv, noise, visibilities)
-    return _log_evidence_offsets(
-        w_offsets,
-        native_index,
-        dirty_image,
-        visibilities,
-        noise,
-        pix_indexes,
-        pix_weights,
-        n_sources,
-        neighbors,
-        neighbors_sizes,
-        coefficient,
-    )
-
-
-@jax.jit
-def _quadratic_formula(a, b, c):
-    return (-b + jnp.sqrt(b * b - 4.0 * a * c)) / (2.0 * a)
-
-
-@jax.jit
-def _fma(weights, arrays):
-    return jnp.matmul(weights, arrays, precision=lax.Precision.HIGHEST)
-
-
-@jax.jit
-def _fused_expression(x):
-    return jnp.sqrt(x * x + jnp.sin(x) * jnp.exp(-x))
 
 
 # -------------------------------------------------------------- registered
@@ -819,8 +655,9 @@ def log_evidence_offsets(
     See reference.log_evidence for the math. What a sampler re-evaluates:
     the sparse data vector, the curvature from the table (as
     ``jax.offsets`` of curvature_matrix), H, and the two Cholesky factors.
-    The same jitted function serves :func:`log_evidence_from_offsets`, the
-    differentiable form.
+    The same jitted function serves
+    :func:`~lenskern.backends.jax.differentiable.log_evidence_from_offsets`,
+    the differentiable form.
 
     Cost: O(M^2 B + M B S) for the curvature, O(S^3) for the factorisations;
     memory O(BLOCK_ELEMENTS + M S + S^2) floats.
@@ -839,144 +676,3 @@ def log_evidence_offsets(
         coefficient=coefficient,
     )
     return _factored(value, "the regularization matrix H", "F + H")
-
-
-@implements("quadratic_formula", "jit", Cost("flop", lambda n, **_: 7 * n))
-def quadratic_formula_jit(a, b, c):
-    """The larger root of a x^2 + b x + c, fused by XLA into one pass.
-
-    See reference.quadratic_formula for the math.
-
-    Cost: n square roots; 32 n bytes moved, no temporaries.
-    """
-    return _quadratic_formula(a, b, c)
-
-
-@implements("fma", "jit", Cost("flop", lambda n, W, **_: 2 * W * n))
-def fma_jit(weights, arrays):
-    """The weighted sum of arrays as one vector-matrix product, weights @ arrays.
-
-    See reference.fma for the math.
-
-    Cost: W n multiply-adds; 8 (W + 1) n bytes moved.
-    """
-    return _fma(weights, arrays)
-
-
-@implements("fused_expression", "jit", Cost("trig", lambda n, **_: 3 * n))
-def fused_expression_jit(x):
-    """sqrt(x^2 + sin(x) exp(-x)), fused by XLA into one pass.
-
-    See reference.fused_expression for the math.
-
-    Cost: n sin, exp and sqrt; 16 n bytes moved.
-    """
-    return _fused_expression(x)
-
-
-# ------------------------------------------------------- sharded over devices
-
-
-def _split(total: int, parts: int) -> int:
-    """Items per device when ``total`` items are dealt to ``parts`` devices (padded)."""
-    return max(1, -(-total // parts))
-
-
-@_sharded
-@implements("w_offsets", "sharded", Cost("trig", lambda Ny, Nx, K, **_: Ny * (2 * Nx - 1) * K))
-def w_offsets_sharded(uv, noise, pixel_scale, shape_native):
-    """The offset table with the visibilities sharded over every device.
-
-    See reference.w_offsets for the math. The table is a sum over
-    visibilities, so each device sums the half table (as ``jax.half``) over
-    its share of them and one ``psum`` adds the partial tables: what crosses
-    between devices is a table per device, never the visibilities. Padding
-    visibilities get weight 0 (infinite sigma).
-
-    Cost: Ny (2Nx-1) K / D cosines per device (D devices) + one all-reduce
-    of the 4 Ny Nx table; memory per device K / D + BLOCK_ELEMENTS floats.
-    """
-    mesh = _mesh()
-    devices = mesh.devices.size
-    share = _split(len(uv), devices)
-    pad = share * devices - len(uv)
-    uv = np.concatenate([uv, np.zeros((pad, 2))])
-    noise = np.concatenate([noise, np.full(pad, np.inf)])
-    shape = tuple(int(n) for n in shape_native)
-
-    def partial_table(uv, noise):
-        return lax.psum(_w_offsets_half(uv, noise, pixel_scale, shape_native=shape), "d")
-
-    shards = NamedSharding(mesh, P("d"))
-    # check_vma=False: the shared pieces' scans start from unsharded zeros.
-    run = jax.jit(jax.shard_map(partial_table, mesh=mesh, in_specs=(P("d"), P("d")), out_specs=P(),
-                                check_vma=False))  # fmt: skip
-    return run(jax.device_put(uv, shards), jax.device_put(noise, shards))
-
-
-def _source_columns(pix_indexes, pix_weights, n_sources: int, devices: int):
-    """The mapping's slots dealt to devices by source pixel: device d owns
-    the source columns [d c, (d + 1) c), c = ceil(S / D), and gets the
-    (pixel, local column, weight) of every slot that maps into them, padded
-    with weight-0 entries to the longest device's count."""
-    columns = _split(n_sources, devices)
-    pixel, slot = np.nonzero(pix_indexes >= 0)
-    source = pix_indexes[pixel, slot]
-    owner = source // columns
-    longest = max(int(np.bincount(owner, minlength=devices).max()), 1)
-    entries = np.zeros((3, devices, longest))
-    for d in range(devices):
-        mine = owner == d
-        count = int(mine.sum())
-        entries[0, d, :count] = pixel[mine]
-        entries[1, d, :count] = source[mine] - d * columns
-        entries[2, d, :count] = pix_weights[pixel[mine], slot[mine]]
-    return columns, entries[0].astype(np.int64), entries[1].astype(np.int64), entries[2]
-
-
-@_sharded
-@implements("curvature_matrix", "sharded", Cost("flop", lambda M, B, S, **_: 3 * M * M * B + 2 * M * B * S))
-def curvature_matrix_sharded(w_offsets, native_index, pix_indexes, pix_weights, n_sources):
-    """F = T^T W T with the source pixels sharded over every device, W never formed.
-
-    See reference.curvature_matrix for the math. Device d owns a block of
-    source columns S_d and computes F[:, S_d] = T^T (W T[:, S_d]): W T[:, S_d]
-    reads from the offset table only the columns of W at pixels that map
-    into S_d (about M B / D of them), in blocks, then T^T of it is a
-    segment-sum over the slots. F is symmetric, so these columns are also
-    F's rows S_d; the result is gathered once, at the end.
-
-    Cost: M^2 B / D table reads and multiply-adds + 2 M B S / D per device
-    (D devices); memory per device M S / D + BLOCK_ELEMENTS floats.
-    """
-    mesh = _mesh()
-    devices = mesh.devices.size
-    columns, pixel, column, weight = _source_columns(pix_indexes, pix_weights, n_sources, devices)
-    ny, nx2 = (w_offsets.shape[0] + 1) // 2, w_offsets.shape[1]
-    lin = native_index[:, 0] * nx2 + native_index[:, 1]
-    centre = (ny - 1) * nx2 + (nx2 - 1) // 2
-    table = w_offsets.ravel()
-    m_count = len(native_index)
-    block = _block_size(pixel.shape[1], m_count)
-
-    def columns_of_f(table, lin, pix_indexes, pix_weights, pixel, column, weight):
-        pixel, column, weight = pixel[0], column[0], weight[0]
-        at = centre + lin  # W[i, j] = table[centre + lin_i - lin_j]
-
-        def add_entries(wt_transposed, entries):
-            j, c, w = entries
-            w_columns = table[at[:, None] - lin[j][None, :]] * w[None, :]  # (M, block)
-            return wt_transposed + jax.ops.segment_sum(w_columns.T, c, num_segments=columns), None
-
-        padded = [_pad_blocks(a, block) for a in (pixel, column, weight)]  # weight-0 padding
-        wt_transposed, _ = lax.scan(add_entries, jnp.zeros((columns, m_count)), padded)
-        return _transpose_times(pix_indexes, pix_weights, wt_transposed.T, n_sources)  # (S, columns)
-
-    replicated, shards = NamedSharding(mesh, P()), NamedSharding(mesh, P("d"))
-    run = jax.jit(jax.shard_map(columns_of_f, mesh=mesh, in_specs=(P(),) * 4 + (P("d"),) * 3,
-                                out_specs=P(None, "d"), check_vma=False))  # fmt: skip
-    f = run(
-        *(jax.device_put(a, replicated) for a in (table, lin, pix_indexes, pix_weights)),
-        *(jax.device_put(a, shards) for a in (pixel, column, weight)),
-    )
-    return f[:, :n_sources]
