@@ -1,11 +1,16 @@
-"""Visibilities streamed from a chunked store into the likelihood's data parts
-(``lenskern.stream.accumulate``): seconds per visibility and peak memory at
-K = 10^6, 10^7 and 10^8, on the ``science`` preset's grid (N = 300,
-M ~ 70,000).
+"""Visibilities streamed from a chunked store into the likelihood's data parts.
 
-A tier of its own: these run only when ``LENSKERN_BENCH_TIERS`` names
-``stream`` (say ``LENSKERN_BENCH_TIERS=stream asv run -b stream``), since the
-stores take 4.4 GB of disk and minutes to write; elsewhere they show as n/a.
+``DataParts`` and ``DataPartsProfile``: the ``data_parts`` kernel (one
+chunk's sums, here the whole problem's) at the problem tiers, like every
+kernel.
+
+``Stream`` and ``PeerStream``: whole stores through
+``lenskern.stream.accumulate`` (and PyAutoArray's own streamed path), seconds
+per visibility and peak memory at K = 10^6, 10^7 and 10^8, on the ``science``
+preset's grid (N = 300, M ~ 70,000). A tier of their own: they run only when
+``LENSKERN_BENCH_TIERS`` names ``stream`` (say
+``LENSKERN_BENCH_TIERS=stream asv run -b stream``), since the stores take 4.4 GB of disk and minutes to
+write; elsewhere they show as n/a.
 The stores are written once by ``setup_cache``, into the shared temporary
 folder under names keyed by the generator's code (``lenskern/store.py``,
 ``lenskern/problems.py``), so later runs of the same code reuse them and a
@@ -29,7 +34,10 @@ import time
 
 import numpy as np
 
-from .common import STREAM_TIER, TIERS, _cache_path, _package, reset_peak_memory
+from .common import STREAM_TIER, TIERS, _cache_path, _package, kernel_classes, reset_peak_memory
+
+# <Kernel> and <Kernel>Profile for each kernel the registry places here.
+globals().update(kernel_classes(__name__))
 
 ENABLED = STREAM_TIER in TIERS
 VISIBILITIES = [10**6, 10**7, 10**8]

@@ -22,7 +22,7 @@ def implementation_table() -> str:
     each defines (whether or not its device is here)."""
     header = "| kernel | " + " | ".join(registry.BACKENDS) + " |"
     lines = [header, "|" + " --- |" * (len(registry.BACKENDS) + 1)]
-    for kernel in registry.KERNELS + registry.EXAMPLES:
+    for kernel in registry.NAMES:
         cells = []
         for backend in registry.BACKENDS:
             names = registry.declared(kernel, backend)
@@ -35,7 +35,7 @@ def implementation_table() -> str:
 def recommended_table() -> str:
     """Markdown: what ``compute(kernel)`` picks here, the runners-up, and why."""
     lines = ["| kernel | `compute` picks | then | why |", "| --- | --- | --- | --- |"]
-    for kernel in registry.KERNELS + registry.EXAMPLES:
+    for kernel in registry.NAMES:
         first, *rest = recommend.preferred(kernel)
         then = ", ".join(f"`{n}`" for n in rest[:3])
         lines.append(f"| `{kernel}` | `{first}` | {then} | {recommend.why(kernel).split(': ', 1)[1]} |")
@@ -65,9 +65,7 @@ def stream_store(args: argparse.Namespace) -> None:
 
     problem = lk.make_problem({"preset": args.grid, "K": 1})
     geometry = {name: problem[name] for name in ("shape_native", "pixel_scale", "native_index")}
-    from lenskern.stream import nufft_library
-
-    library = args.library or nufft_library(conventions.NUFFT_EPS)
+    library = args.library or conventions.nufft_library(conventions.NUFFT_EPS)
     options = dict(chunk=args.chunk, progress=not args.no_progress, library=library, **geometry)
     start = time.perf_counter()
     if args.scheduler:
@@ -166,7 +164,7 @@ def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
     stream.add_argument("--chunks-per-task", type=_positive, default=1, help="chunks per Dask task (1)")
     stream.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     stream.add_argument(
-        "--library", choices=("ducc0", "finufft"), help="the NUFFT library (ducc0 where installed)"
+        "--library", choices=conventions.NUFFT_LIBRARIES, help="the NUFFT library (ducc0 where installed)"
     )
     args = parser.parse_args(argv)
     if args.command == "store":

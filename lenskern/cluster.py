@@ -12,8 +12,9 @@ over the workers of a ``dask.distributed.Client``:
 (channel, start, stop). Each task takes ``chunks_per_task`` of them, opens
 the store by its path *on the worker* (a shared file system, or an object
 store URL that zarr and fsspec read), reads, checks and transforms its
-chunks one at a time with one FINUFFT plan per worker thread, and returns
-their sums. The client adds the sums as tasks finish. What crosses the
+chunks one at a time through the same driver as one machine
+(:class:`lenskern.stream.ChunkTransform`, the ``data_parts`` kernel, one
+per worker thread), and returns their sums. The client adds the sums as tasks finish. What crosses the
 network: to each worker once, the geometry (``native_index``, (M, 2) integers);
 to each task, its chunks' names; back from each task, one table of
 (2Ny-1)(2Nx-1) floats, a dirty image of M floats and three numbers - never

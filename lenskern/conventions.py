@@ -75,6 +75,29 @@ NUFFT_EPS = 1e-12
 #: the ducc0 backend refuses such a NUFFT_EPS, and the stream falls back to FINUFFT.
 DUCC0_MIN_EPS = 2e-13
 
+#: The coarsest accuracy the stream's NUFFT takes: SPEC section 3 holds
+#: approximate algorithms to 1e-7, and a coarser eps would answer below it
+#: without a word (eps = 1.0 ran 3.7e-5 off).
+NUFFT_COARSEST_EPS = 1e-7
+
+#: The NUFFT libraries, in the order the stream prefers them (each is the
+#: ``nufft`` algorithm of one backend: ducc0's, and NumPy's, which runs FINUFFT).
+NUFFT_LIBRARIES = ("ducc0", "finufft")
+
+
+def nufft_library(eps: float) -> str:
+    """The stream's NUFFT library: ducc0 where it is installed and accepts
+    ``eps`` (its float64 floor is DUCC0_MIN_EPS), else FINUFFT (a core
+    dependency). ducc0's plan was the faster of the two on this project's
+    2-core machine (``python -m lenskern stream PATH --library ducc0`` and
+    ``--library finufft`` time both, stage by stage)."""
+    try:
+        import ducc0  # noqa: F401
+    except ImportError:
+        return "finufft"
+    return "ducc0" if eps >= DUCC0_MIN_EPS else "finufft"
+
+
 #: Below this many non-uniform points FINUFFT runs on one thread: starting its
 #: OpenMP team costs more than the threads save on small transforms.
 NUFFT_MIN_POINTS_PER_THREAD = 1 << 20

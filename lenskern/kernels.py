@@ -1,6 +1,7 @@
 """Every kernel declared once: a :class:`Kernel` record per kernel of SPEC
-section 2 and per seeds' example, from which the registry, validation, the
-tests, the benchmark classes and the README's tables derive what they list.
+section 2, per kernel the stream sums chunk by chunk, and per seeds' example,
+from which the registry, validation, the tests, the benchmark classes and the
+README's tables derive what they list.
 Its math is the reference's docstring (``lenskern/backends/reference.py``).
 This module imports nothing of lenskern: it sits under validation.
 """
@@ -29,6 +30,10 @@ class Kernel:
     derived: bool = True
     #: one of the seeds' small JIT examples, not a step of the likelihood
     example: bool = False
+    #: a sum over visibilities that the stream adds up chunk by chunk
+    #: (lenskern.stream), returning several outputs by name: not a kernel of
+    #: SPEC section 2, whose list (``lk.KERNELS``) the contract fixes
+    streamed: bool = False
     #: float64 entries the least any implementation allocates, where more
     #: than its output (a solve's factor), by symbol; else the output's
     allocates: Callable[..., int] | None = field(default=None, repr=False)
@@ -73,6 +78,14 @@ DECLARED = (
     Kernel("reconstruction", "likelihood", ("S",), allocates=lambda S, **_: S * S),  # F + H and its factor
     Kernel("noise_normalization", "likelihood", ()),
     Kernel("log_evidence", "likelihood", (), allocates=lambda S, **_: 3 * S * S),  # F, H, F + H's factor
+    # the table (its largest output), M image values and two sums
+    Kernel(
+        "data_parts",
+        "stream",
+        ("2Ny-1", "2Nx-1"),
+        streamed=True,
+        allocates=lambda Ny, Nx, M, **_: table_size(Ny, Nx) + M + 2,
+    ),
     Kernel("quadratic_formula", "examples", ("n",), example=True),
     Kernel("fma", "examples", ("n",), example=True),
     Kernel("fused_expression", "examples", ("n",), example=True),
@@ -80,9 +93,13 @@ DECLARED = (
 _BY_NAME = {k.name: k for k in DECLARED}
 
 #: The kernels of SPEC section 2, in pipeline order.
-KERNELS = tuple(k.name for k in DECLARED if not k.example)
+KERNELS = tuple(k.name for k in DECLARED if not (k.example or k.streamed))
+#: The sums over visibilities the stream adds chunk by chunk (lenskern.stream).
+STREAMED = tuple(k.name for k in DECLARED if k.streamed)
 #: The small JIT examples of the seeds, kept as kernels on every backend.
 EXAMPLES = tuple(k.name for k in DECLARED if k.example)
+#: Every declared kernel: SPEC's, the streamed ones, the examples.
+NAMES = KERNELS + STREAMED + EXAMPLES
 #: Earlier kernels' outputs that later kernels take as inputs, in the order
 #: each can be built from the problem and the ones before it.
 INTERMEDIATES = tuple(k.name for k in DECLARED if k.intermediate)
@@ -93,5 +110,5 @@ TOLERANCE = {k.name: k.tolerance for k in DECLARED}
 def kernel(name: str) -> Kernel:
     """The declaration of kernel ``name``."""
     if name not in _BY_NAME:
-        raise ValueError(f"kernel: unknown kernel {name!r}; expected one of {KERNELS + EXAMPLES}")
+        raise ValueError(f"kernel: unknown kernel {name!r}; expected one of {NAMES}")
     return _BY_NAME[name]

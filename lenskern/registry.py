@@ -32,6 +32,8 @@ from lenskern.kernels import (  # noqa: F401  the registry's names for them
     EXAMPLES,
     INTERMEDIATES,
     KERNELS,
+    NAMES,
+    STREAMED,
     TOLERANCE,
     Kernel,
     kernel,
@@ -270,7 +272,8 @@ class Implementation:
                 "a smaller problem, or the streamed form (lenskern.stream) for large K"
             )
         result = self.function(**{name: checked[name] for name in self.inputs})
-        if not np.isfinite(np.asarray(result)).all():
+        parts = result.values() if isinstance(result, dict) else (result,)  # a streamed kernel's
+        if not all(np.isfinite(np.asarray(part)).all() for part in parts):
             raise ValueError(
                 f"{self.kernel} by {self.name}: the result is not finite for these inputs, which are "
                 "inside the domain (lenskern.validate): a near-singular F + H, or an overflow in float64"
@@ -313,7 +316,7 @@ class _Definition:
 #: backend module name (as :data:`BACKENDS` and :func:`module_of` name it)
 #: -> the kernels it defines, in definition order.
 _DEFINITIONS: dict[str, list[_Definition]] = {}
-_REGISTRY: dict[str, dict[str, Implementation]] = {k: {} for k in KERNELS + EXAMPLES}
+_REGISTRY: dict[str, dict[str, Implementation]] = {k: {} for k in NAMES}
 
 
 def implements(
@@ -321,7 +324,10 @@ def implements(
 ) -> Callable:
     """Declare the decorated function as the ``algorithm`` of ``kernel``.
 
-    Its inputs are its parameter names, which must be canonical; ``cost`` is
+    Its inputs are its parameter names, which must be canonical; parameters
+    after ``*`` are options of the algorithm with defaults (a NUFFT's
+    accuracy and threads), which the stream passes and ``compute`` leaves at
+    their defaults; ``cost`` is
     its docstring's cost line as a :class:`Cost`; ``oracle`` marks the
     implementation large benchmark tiers check the others against;
     ``memory``, a function of canonical inputs by name, the bytes of
@@ -335,7 +341,8 @@ def implements(
         raise TypeError(f"{kernel}.{algorithm}: cost must be a registry.Cost")
 
     def decorate(function: Callable) -> Callable:
-        inputs = tuple(inspect.signature(function).parameters)
+        parameters = inspect.signature(function).parameters.values()
+        inputs = tuple(p.name for p in parameters if p.kind is not p.KEYWORD_ONLY)
         unknown = set(inputs) - set(validate.SPECS)
         if unknown:
             raise ValueError(f"{function.__qualname__}: non-canonical input(s) {sorted(unknown)}")

@@ -81,8 +81,8 @@ import numpy as np
 #: of uv, noise and visibilities (~0.5 GiB while transformed), large enough
 #: that a NUFFT's fixed cost per chunk (the FFT of its fine grid, set by the
 #: image grid, not the chunk) is paid on millions of points, small enough
-#: that two chunks in flight fit any worker. benchmarks/stream.py times the
-#: chunk's parts (prepare, NUFFT, read) at any chunk size.
+#: that two chunks in flight fit any worker. ``python -m lenskern stream
+#: --chunk N`` times the stages (transform, read) at any chunk size.
 DEFAULT_CHUNK = 1 << 22
 
 FORMAT = {"format": "visibilities", "version": 1}

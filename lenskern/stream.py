@@ -10,26 +10,16 @@ fine grid and the table, whatever K is:
     partial = accumulate("obs.zarr", shape_native=..., pixel_scale=..., native_index=...)
     like = lk.Likelihood.from_parts(**partial.parts())   # or Likelihood.from_store(...)
 
-**Per chunk, one NUFFT plan for both transforms.** The in-memory kernels
-make the table by a type-1 NUFFT and the dirty image by a type-3; here both
-are type 1 on the same non-uniform points and the table's modes, so one plan
-per chunk (its points sorted once) serves both. The dirty image's phase at
-pixel (r, c) is ``2 pi d ((c - cx) u - (r - cy) v)`` with ``cx = (Nx-1)/2``;
-writing ``c - cx = (c - Nx//2) + ex`` (``ex`` is 0 or 1/2, likewise ``ey``)
-makes ``c - Nx//2`` an integer mode inside the table's range and moves
-``exp(2 pi i d (ex u - ey v))`` into the strengths ``V_k / sigma_k^2``, so
-``dirty_image[i] = Re F[r_i - Ny//2, c_i - Nx//2]`` of the second transform.
-Three real strengths (1/sigma^2 and both parts of V/sigma^2) need two
-complex transforms: the table's Hermitian symmetry frees only one slot.
-
-**The NUFFT library**: ducc0 where it is installed (the ``stream`` extra
-brings it), FINUFFT otherwise (``library=``): ducc0's plan was the faster
-of the two on this project's 2-core machine (``python -m lenskern stream
-PATH --library ducc0`` and ``--library finufft`` time both, stage by stage);
-spreading each point onto ~w^2 fine-grid points dominates both.
-Accuracy: the NUFFT's (``lenskern.conventions.NUFFT_EPS``, relative to the
-largest possible value: sum_k 1/sigma_k^2 for the table, sum_k |V_k|/sigma_k^2
-for the image).
+**Per chunk, one kernel call.** A chunk's sums are the ``data_parts``
+kernel (its math in the reference's docstring, its NUFFT implementations'
+shared pass in :mod:`lenskern.chunk`), run through the registry as
+``ducc0.nufft`` where ducc0 is installed, ``numpy.nufft`` (FINUFFT)
+otherwise (``library=``; :func:`lenskern.conventions.nufft_library`): the
+same implementations the agreement tests hold to the reference. This module
+is the driver: it reads ahead, checks, adds and reports; :mod:`lenskern.cluster`
+shares it on Dask. Accuracy: the NUFFT's (``lenskern.conventions.NUFFT_EPS``,
+relative to the largest possible value: sum_k 1/sigma_k^2 for the table,
+sum_k |V_k|/sigma_k^2 for the image).
 
 **Bad data in a chunk** (NaN, noise <= 0, a wrong shape) raise
 :class:`ChunkError`, a ``ValueError`` naming the chunk (channel, index,
@@ -42,7 +32,6 @@ are read. The same holds on a Dask cluster (:mod:`lenskern.cluster`).
 from __future__ import annotations
 
 import hashlib
-import math
 import numbers
 import sys
 import time
@@ -50,12 +39,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import numba
 import numpy as np
 from tqdm import tqdm
 
-from lenskern import conventions, validate
-from lenskern.conventions import ARCSEC_TO_RADIANS, TWO_PI
+from lenskern import conventions, registry, validate
 from lenskern.store import Block, VisibilityStore
 
 #: The inputs that fix the geometry of the data parts.
@@ -102,9 +89,8 @@ class Geometry:
 class Partial:
     """Sums over the visibilities of the chunks in ``done``.
 
-    ``table`` is the real part of the type-1 transform of 1/sigma^2 before
-    it is made even (:meth:`w_offsets` averages it with its mirror, as
-    ``numpy.nufft`` does), ``image`` the dirty image's sum. Partials of
+    ``table`` is the offset table's sum (each chunk's even to the last
+    bit, so the sum is too), ``image`` the dirty image's. Partials of
     disjoint chunks of the same geometry and chunk size add with ``+``.
     """
 
@@ -150,7 +136,7 @@ class Partial:
         )  # fmt: skip
 
     def w_offsets(self) -> np.ndarray:
-        return 0.5 * (self.table + self.table[::-1, ::-1])
+        return self.table.copy()
 
     def parts(self) -> dict[str, Any]:
         """What :meth:`lenskern.Likelihood.from_parts` takes."""
@@ -211,14 +197,19 @@ def _as_stored(uv: np.ndarray, noise: np.ndarray, visibilities: np.ndarray) -> b
     )  # fmt: skip
 
 
-class ChunkTransform:
-    """Sums of one chunk (a :class:`Partial` of it) by ``library``'s NUFFT
-    (ducc0 or FINUFFT, see the module docstring).
+#: The implementation of ``data_parts`` that runs each NUFFT library.
+IMPLEMENTATIONS = {"ducc0": "ducc0.nufft", "finufft": "numpy.nufft"}
 
-    Cost per chunk of k visibilities: two type-1 NUFFTs on the same points,
-    O(k w^2) spreading each (w: conventions.nufft_width) and one FFT of ~4x the table;
-    O(k) for chi2 and the noise normalization. Memory: ~100 bytes per
-    visibility plus the fine grid (2 x 16 x 4 (2Ny-1)(2Nx-1) bytes).
+
+class ChunkTransform:
+    """Sums of one chunk (a :class:`Partial` of it): the ``data_parts``
+    kernel by ``library``'s implementation (:data:`IMPLEMENTATIONS`).
+
+    Cost per chunk of k visibilities: the implementation's, two type-1
+    NUFFTs on the same points, O(k w^2) spreading each
+    (w: conventions.nufft_width) and one FFT of ~4x the table each; O(k) for
+    chi2 and the noise normalization. Memory: ~100 bytes per visibility plus
+    the fine grids (lenskern.chunk.working_bytes).
     """
 
     def __init__(
@@ -231,10 +222,10 @@ class ChunkTransform:
     ):
         self.geometry, self.chunk = geometry, int(chunk)
         self.eps = conventions.NUFFT_EPS if eps is None else float(eps)
-        if not MIN_ACCURACY_EPS >= self.eps > 0:
+        if not conventions.NUFFT_COARSEST_EPS >= self.eps > 0:
             raise ValueError(
-                f"eps: the NUFFT's relative accuracy must be in (0, {MIN_ACCURACY_EPS:g}], got {eps!r} "
-                "(the default, conventions.NUFFT_EPS, is 1e-12)"
+                f"eps: the NUFFT's relative accuracy must be in (0, {conventions.NUFFT_COARSEST_EPS:g}], "
+                f"got {eps!r} (the default, conventions.NUFFT_EPS, is 1e-12)"
             )
         if nthreads is not None and (isinstance(nthreads, bool) or not isinstance(nthreads, numbers.Integral)
                                      or nthreads < 0):  # fmt: skip
@@ -242,29 +233,11 @@ class ChunkTransform:
                 f"nthreads: must be an integer >= 0 (0: the library's own count), got {nthreads!r}"
             )
         self.nthreads = conventions.nufft_threads(self.chunk) if nthreads is None else int(nthreads)
-        self.library = nufft_library(self.eps) if library is None else library
-        if self.library not in LIBRARIES:
-            raise ValueError(f"library: one of {', '.join(LIBRARIES)}, got {self.library!r}")
-        ny, nx = geometry.shape_native
-        self.d = geometry.pixel_scale * ARCSEC_TO_RADIANS
-        # the dirty image's half-pixel offsets (module docstring) and its pixels' places in the table
-        self.ex, self.ey = nx // 2 - (nx - 1) / 2, ny // 2 - (ny - 1) / 2
-        rows, cols = (
-            geometry.native_index[:, 0] - ny // 2 + ny - 1,
-            geometry.native_index[:, 1] - nx // 2 + nx - 1,
-        )
-        self.pixels = rows * (2 * nx - 1) + cols
-        self._plan = None
-
-    def plan(self):
-        """FINUFFT's two-transform plan, made once (its points are set per chunk)."""
-        if self._plan is None:
-            import finufft  # a core dependency, imported on first use: it loads FFTW and OpenMP
-
-            self._plan = finufft.Plan(
-                1, self.geometry.table_shape, n_trans=2, eps=self.eps, isign=1, nthreads=self.nthreads
-            )
-        return self._plan
+        self.library = conventions.nufft_library(self.eps) if library is None else library
+        if self.library not in conventions.NUFFT_LIBRARIES:
+            choices = ", ".join(conventions.NUFFT_LIBRARIES)
+            raise ValueError(f"library: one of {choices}, got {self.library!r}")
+        self.kernel = registry.implementation("data_parts", IMPLEMENTATIONS[self.library]).function
 
     def __call__(self, block: Block, uv: np.ndarray, noise: np.ndarray, visibilities: np.ndarray) -> Partial:
         """The sums of one chunk; a ValueError (from :func:`check_chunk`) if
@@ -275,121 +248,21 @@ class ChunkTransform:
         if not _as_stored(uv, noise, visibilities):
             arrays = check_chunk(dict(uv=uv, noise=noise, visibilities=visibilities))
             uv, noise, visibilities = arrays["uv"], arrays["noise"], arrays["visibilities"]
-        k_count = len(noise)
-        # ducc0 takes the points as one (k, 2) array, FINUFFT as two contiguous ones
-        points = np.empty((k_count, 2)) if self.library == "ducc0" else np.empty((2, k_count))
-        rows, cols = (points[:, 0], points[:, 1]) if self.library == "ducc0" else (points[0], points[1])
-        strengths = np.empty((2, k_count), dtype=np.complex128)
-        prepare = _prepare_serial if self.nthreads == 1 else _prepare
-        chi2, normalization, bad = prepare(
-            uv, noise, visibilities, TWO_PI * self.d, self.ex, self.ey, rows, cols, strengths
-        )
-        if bad:
-            check_chunk(dict(uv=uv, noise=noise, visibilities=visibilities))
-            raise ValueError(f"{bad} visibilities with non-finite values or noise <= 0")  # pragma: no cover
-        prepared = time.perf_counter()
-        if self.library == "ducc0":
-            import ducc0
-
-            plan = ducc0.nufft.plan(
-                nu2u=True, coord=points, grid_shape=self.geometry.table_shape, epsilon=self.eps,
-                nthreads=self.nthreads,
+        geometry, seconds = self.geometry, {}
+        checked = time.perf_counter()
+        try:
+            parts = self.kernel(
+                uv, noise, visibilities, geometry.pixel_scale, geometry.shape_native, geometry.native_index,
+                eps=self.eps, nthreads=self.nthreads, seconds=seconds,
             )  # fmt: skip
-            # both strength sets in one call: the points' kernel values are computed once (5% less time
-            # than two calls on a 2^22 chunk of the science grid, one thread, 2026-11-25)
-            table, image = plan.nu2u(
-                points=strengths, forward=False, out=np.empty((2, *self.geometry.table_shape), np.complex128)
-            )
-        else:
-            plan = self.plan()
-            plan.setpts(rows, cols)
-            table, image = plan.execute(strengths)
-        seconds = dict(prepare=prepared - start, nufft=time.perf_counter() - prepared)
+        except ValueError:
+            check_chunk(dict(uv=uv, noise=noise, visibilities=visibilities))
+            raise
+        seconds["prepare"] += checked - start
         return Partial(
-            self.geometry, self.chunk, np.ascontiguousarray(table.real), image.real.ravel()[self.pixels],
-            chi2, normalization, k_count, frozenset([block.key]), seconds,
+            geometry, self.chunk, parts["w_offsets"], parts["dirty_image"], parts["chi2_data"],
+            parts["noise_normalization"], len(noise), frozenset([block.key]), seconds,
         )  # fmt: skip
-
-
-#: The coarsest accuracy :class:`ChunkTransform` takes: SPEC section 3 holds
-#: approximate algorithms to 1e-7, and a coarser eps would answer below it
-#: without a word (eps = 1.0 ran 3.7e-5 off).
-MIN_ACCURACY_EPS = 1e-7
-
-#: The NUFFT libraries :class:`ChunkTransform` can use, in order of preference.
-LIBRARIES = ("ducc0", "finufft")
-
-
-def nufft_library(eps: float) -> str:
-    """ducc0 where it is installed and accepts ``eps`` (its float64 floor is
-    2e-13), else FINUFFT (a core dependency)."""
-    try:
-        import ducc0  # noqa: F401
-    except ImportError:
-        return "finufft"
-    return "ducc0" if eps >= conventions.DUCC0_MIN_EPS else "finufft"
-
-
-@numba.njit(cache=True, inline="always")
-def _prepare_one(k, uv, noise, visibilities, scale, ex, ey, rows, cols, strengths):
-    """Visibility k of :func:`_prepare`: its (chi2, normalization, bad) terms."""
-    u, v = uv[k, 0], uv[k, 1]
-    real, imag = visibilities[k].real, visibilities[k].imag
-    finite = math.isfinite(u) and math.isfinite(v) and math.isfinite(real) and math.isfinite(imag)
-    if not (finite and math.isfinite(noise[k]) and noise[k] > 0):
-        return 0.0, 0.0, 1
-    variance = noise[k] * noise[k]
-    inverse = 1.0 / variance
-    row, col = -scale * v, scale * u
-    if not -math.pi <= row < math.pi:
-        row -= 2 * math.pi * math.floor((row + math.pi) / (2 * math.pi))
-    if not -math.pi <= col < math.pi:
-        col -= 2 * math.pi * math.floor((col + math.pi) / (2 * math.pi))
-    rows[k], cols[k] = row, col
-    chi2 = (real * real + imag * imag) * inverse
-    real, imag = real * inverse, imag * inverse
-    if ex != 0.0 or ey != 0.0:
-        phase = scale * (ex * u - ey * v)
-        c, s = math.cos(phase), math.sin(phase)
-        real, imag = real * c - imag * s, real * s + imag * c
-    strengths[0, k] = inverse
-    strengths[1, k] = complex(real, imag)
-    return chi2, 2.0 * math.log(2 * math.pi * variance), 0
-
-
-@numba.njit(cache=True, parallel=True)
-def _prepare(uv, noise, visibilities, scale, ex, ey, rows, cols, strengths):
-    """One pass over a chunk: the NUFFT's points (``rows = -scale v``,
-    ``cols = scale u``, moved into [-pi, pi) where they lie outside: the
-    modes are integers) and strengths (1/sigma^2, and V/sigma^2 turned by
-    the half-pixel phase ``scale (ex u - ey v)``), chi2, the noise
-    normalization and the count of bad visibilities (a value not finite, or
-    sigma <= 0). NumPy took ~400 ns per visibility for this in ten passes
-    with their temporaries, and validation ~45 more; this is one pass on
-    every core (~100 ns)."""
-    chi2 = normalization = 0.0
-    bad = 0
-    for k in numba.prange(len(noise)):
-        terms = _prepare_one(k, uv, noise, visibilities, scale, ex, ey, rows, cols, strengths)
-        chi2 += terms[0]
-        normalization += terms[1]
-        bad += terms[2]
-    return chi2, normalization, bad
-
-
-@numba.njit(cache=True)
-def _prepare_serial(uv, noise, visibilities, scale, ex, ey, rows, cols, strengths):
-    """:func:`_prepare` on the calling thread: for transforms on one thread
-    (small chunks, Dask tasks), where no thread pool is started or shared
-    between the threads of a worker."""
-    chi2 = normalization = 0.0
-    bad = 0
-    for k in range(len(noise)):
-        terms = _prepare_one(k, uv, noise, visibilities, scale, ex, ey, rows, cols, strengths)
-        chi2 += terms[0]
-        normalization += terms[1]
-        bad += terms[2]
-    return chi2, normalization, bad
 
 
 class Progress:
@@ -511,7 +384,7 @@ def accumulate(
         (``conventions.nufft_threads`` of the chunk size).
     library
         The NUFFT library, ``"ducc0"`` or ``"finufft"`` (default:
-        :func:`nufft_library`).
+        :func:`lenskern.conventions.nufft_library`).
     **geometry
         ``shape_native``, ``pixel_scale`` and ``native_index`` (or ``mask``),
         in any superset (a whole problem will do).

@@ -115,6 +115,8 @@ BACKEND = Backend(
         "w_tilde": "autoarray forms W from the offset table only",
         "w_tilde_from_offsets": "autoarray's is a Python loop over pixel pairs: not adapted",
         **dict.fromkeys(_IN_OBJECTS, _INSIDE_OBJECTS),
+        "data_parts": "autoarray's streamed path (sparse_terms_from_chunks) is timed whole, as "
+        "benchmarks/stream.py's PeerStream",
     },
     others="not autoarray's",  # the seeds' examples
     unavailable=unavailable,

@@ -7,7 +7,9 @@ transforms as ``numpy.nufft`` (see its docstrings for the derivation), at
 the same :data:`lenskern.conventions.NUFFT_EPS` and thread rule
 (:func:`lenskern.conventions.nufft_threads`). Type 1 (``nu2u``) gives the
 offset table; type 3 (``nu2nu``, in ``ducc0.nufft.experimental`` since
-ducc0 0.36) gives the dirty image. ducc0 serves no other kernel.
+ducc0 0.36) gives the dirty image; two type 1 on one plan give a chunk's
+data parts, which the stream sums (its preferred library where installed).
+ducc0 serves no other kernel.
 
 Optional: ``pip install lenskern[peers]``; without ducc0 this backend is
 missing, with the reason, and ``compute`` uses ``numpy.nufft``.
@@ -15,10 +17,12 @@ missing, with the reason, and ``compute`` uses ``numpy.nufft``.
 
 from __future__ import annotations
 
+import time
+
 import ducc0
 import numpy as np
 
-from lenskern import conventions
+from lenskern import chunk, conventions
 from lenskern.conventions import (
     ARCSEC_TO_RADIANS,
     DUCC0_MIN_EPS,
@@ -111,3 +115,42 @@ def dirty_image_nufft(grid, uv, noise, visibilities):
         nthreads=nufft_threads(len(uv) + len(grid)),
     )  # fmt: skip
     return np.ascontiguousarray(image.real)
+
+
+@implements(
+    "data_parts",
+    "nufft",
+    Cost("flop", lambda Ny, Nx, K, **_: 2 * nufft_operations(K, table_size(Ny, Nx))),
+    memory=chunk.working_bytes,
+)
+def data_parts_nufft(
+    uv, noise, visibilities, pixel_scale, shape_native, native_index, *, eps=None, nthreads=None, seconds=None
+):
+    """The data parts of the visibilities (reference.data_parts) from two
+    type-1 transforms on one ducc0 plan: both strength sets in one call, so
+    the points' kernel values are computed once (5% less time than two calls
+    on a 2^22 chunk of the science grid, one thread, 2026-11-25); points and
+    strengths from lenskern.chunk's one compiled pass.
+
+    ``eps`` and ``nthreads``: the stream's options, by default
+    :data:`lenskern.conventions.NUFFT_EPS` and
+    :func:`lenskern.conventions.nufft_threads` of K; ``seconds``, a dict the
+    stream passes to be given each stage's time (``prepare``, ``nufft``).
+
+    Cost: O(K w^2) spreading for each of the two transforms + an FFT of
+    about 4 (2Ny-1)(2Nx-1) points each, and O(K) for the pass; memory: 48
+    bytes per visibility (points, strengths) and ducc0's oversampled grids.
+    """
+    eps = _epsilon() if eps is None else eps
+    nthreads = nufft_threads(len(uv)) if nthreads is None else nthreads
+    start = time.perf_counter()
+    points, strengths, chi2, normalization = chunk.prepare(
+        uv, noise, visibilities, pixel_scale, shape_native, points_per_row=True, serial=nthreads == 1
+    )
+    prepared = time.perf_counter()
+    shape = chunk.table_shape(shape_native)
+    plan = ducc0.nufft.plan(nu2u=True, coord=points, grid_shape=shape, epsilon=eps, nthreads=nthreads)
+    table, image = plan.nu2u(points=strengths, forward=False, out=np.empty((2, *shape), np.complex128))
+    if seconds is not None:
+        seconds.update(prepare=prepared - start, nufft=time.perf_counter() - prepared)
+    return chunk.parts(table, image, chunk.image_pixels(shape_native, native_index), chi2, normalization)

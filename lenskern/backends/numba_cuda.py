@@ -97,7 +97,12 @@ def _synchronize(result) -> None:
     cuda.synchronize()
 
 
-BACKEND = Backend(device="gpu", unavailable=unavailable, synchronize=_synchronize)
+BACKEND = Backend(
+    device="gpu",
+    gaps={"data_parts": "no GPU NUFFT here (cuFINUFFT is not a dependency): the stream sums on the CPU's"},
+    unavailable=unavailable,
+    synchronize=_synchronize,
+)
 
 
 # ---------------------------------------------------------------------------

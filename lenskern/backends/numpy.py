@@ -8,12 +8,14 @@ seeds' fully broadcast (M, M, K) array is ~700 PiB at the science size.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import scipy.fft
 import scipy.linalg
 import scipy.sparse
 
-from lenskern import conventions
+from lenskern import chunk, conventions
 from lenskern.conventions import (
     ARCSEC_TO_RADIANS,
     RIDGE,
@@ -257,6 +259,48 @@ def dirty_image_nufft(grid, uv, noise, visibilities):
         eps=conventions.NUFFT_EPS, isign=-1, nthreads=nufft_threads(len(uv) + len(grid)),
     )  # fmt: skip
     return np.ascontiguousarray(image.real)
+
+
+@implements(
+    "data_parts",
+    "nufft",
+    Cost("flop", lambda Ny, Nx, K, **_: 2 * nufft_operations(K, table_size(Ny, Nx))),
+    oracle=True,
+    memory=chunk.working_bytes,
+)
+def data_parts_nufft(
+    uv, noise, visibilities, pixel_scale, shape_native, native_index, *, eps=None, nthreads=None, seconds=None
+):
+    """The data parts of the visibilities (reference.data_parts) from two
+    type-1 transforms on one FINUFFT plan (lenskern.chunk: the image's
+    half-pixel phase moved into its strengths), points and strengths from
+    lenskern.chunk's one compiled pass, which the ducc0 implementation shares.
+
+    ``eps`` and ``nthreads``: the stream's options, by default
+    :data:`lenskern.conventions.NUFFT_EPS` and
+    :func:`lenskern.conventions.nufft_threads` of K; ``seconds``, a dict the
+    stream passes to be given each stage's time (``prepare``, ``nufft``).
+
+    Cost: O(K w^2) spreading for each of the two transforms + an FFT of
+    about 4 (2Ny-1)(2Nx-1) points each, and O(K) for the pass; memory: 48
+    bytes per visibility (points, strengths) and the fine grid, ~8x the
+    table per transform, in complex128.
+    """
+    import finufft
+
+    eps = conventions.NUFFT_EPS if eps is None else eps
+    nthreads = nufft_threads(len(uv)) if nthreads is None else nthreads
+    start = time.perf_counter()
+    points, strengths, chi2, normalization = chunk.prepare(
+        uv, noise, visibilities, pixel_scale, shape_native, points_per_row=False, serial=nthreads == 1
+    )
+    prepared = time.perf_counter()
+    plan = finufft.Plan(1, chunk.table_shape(shape_native), n_trans=2, eps=eps, isign=1, nthreads=nthreads)
+    plan.setpts(points[0], points[1])
+    table, image = plan.execute(strengths)
+    if seconds is not None:
+        seconds.update(prepare=prepared - start, nufft=time.perf_counter() - prepared)
+    return chunk.parts(table, image, chunk.image_pixels(shape_native, native_index), chi2, normalization)
 
 
 def _sparse_mapping(pix_indexes, pix_weights, n_sources) -> scipy.sparse.csr_array:

@@ -429,6 +429,54 @@ def log_evidence(
     return float(-0.5 * (chi2_data - s_dot_d + noise_normalization(noise)) + log_det_h - log_det_fh)
 
 
+@implements(
+    "data_parts",
+    "direct",
+    Cost("python", lambda Ny, Nx, M, K, **_: (table_size(Ny, Nx) + M + 2) * K),
+)
+def data_parts(uv, noise, visibilities, pixel_scale, shape_native, native_index):
+    r"""The likelihood's data parts: every sum over the visibilities that
+    the log evidence needs, by name.
+
+    .. math::
+       \mathrm{w\_offsets},\ d_i\ 	ext{as above};\quad
+       \chi^2_\mathrm{data} = \sum_k |V_k|^2 / \sigma_k^2;\quad
+       \sum_k 2 \log(2\pi\sigma_k^2)
+
+    Each is a sum over k, so the parts of disjoint sets of visibilities add
+    to the parts of their union: the stream (lenskern.stream) sums a store
+    of any size chunk by chunk through this kernel, and
+    ``lk.Likelihood.from_parts`` takes the total. The pixel centres are
+    SPEC section 1's, from ``native_index``.
+
+    Parameters
+    ----------
+    uv, noise, visibilities : as :func:`dirty_image`
+    pixel_scale, shape_native : as :func:`w_offsets`
+    native_index : (M, 2) int64, (row, col) of each unmasked pixel
+
+    Returns
+    -------
+    dict: ``w_offsets`` (2Ny-1, 2Nx-1) float64, ``dirty_image`` (M,)
+    float64, ``chi2_data`` float, ``noise_normalization`` float
+
+    Cost: O((Ny Nx + M) K) cosines, :func:`w_offsets`' and
+    :func:`dirty_image`'s; memory: the table and the image.
+    """
+    ny, nx = shape_native
+    d = pixel_scale * ARCSEC_TO_RADIANS
+    grid = np.array(
+        [[-(r - (ny - 1) / 2) * d, (c - (nx - 1) / 2) * d] for r, c in native_index], dtype=np.float64
+    ).reshape(len(native_index), 2)
+    chi2 = sum((v.real**2 + v.imag**2) / sigma**2 for v, sigma in zip(visibilities, noise))
+    return dict(
+        w_offsets=w_offsets(uv, noise, pixel_scale, shape_native),
+        dirty_image=dirty_image(grid, uv, noise, visibilities),
+        chi2_data=float(chi2),
+        noise_normalization=noise_normalization(noise),
+    )
+
+
 @implements("quadratic_formula", "loop", Cost("python", lambda n, **_: n))
 def quadratic_formula(a, b, c):
     r"""The larger root of a x^2 + b x + c, element-wise (the seeds' example).

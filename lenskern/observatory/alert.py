@@ -154,7 +154,7 @@ def selection(repo: str, base: str, head: str) -> Selection:
 
     touched = touched_backends(repo, base, head)
     calls = counts.recommended_calls()
-    for kernel in registry.KERNELS + registry.EXAMPLES:
+    for kernel in registry.NAMES:
         for name, impl in sorted(lk.implementations(kernel).items()):
             if impl.backend in touched and f"{kernel}/{name}" not in calls:
                 calls.append(f"{kernel}/{name}")

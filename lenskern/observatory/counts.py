@@ -239,7 +239,7 @@ def recommended_calls() -> list[str]:
     """``kernel/implementation`` of each kernel's first choice (recommend.RECOMMENDED)."""
     from lenskern import recommend, registry
 
-    return [f"{kernel}/{recommend.preferred(kernel)[0]}" for kernel in registry.KERNELS + registry.EXAMPLES]
+    return [f"{kernel}/{recommend.preferred(kernel)[0]}" for kernel in registry.NAMES]
 
 
 def calls() -> list[str]:

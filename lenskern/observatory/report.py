@@ -149,7 +149,7 @@ def peers_table(by_tier: dict[str, dict[str, list[Measurement]]], machine: str, 
         "| kernel | tier | lenskern's best | time | best peer | its time | lenskern faster by |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for kernel in registry.KERNELS + registry.EXAMPLES:
+    for kernel in registry.NAMES:
         for tier, by_threads in by_tier.items():
             one = {"1": by_threads["1"]} if "1" in by_threads else {}
             pair = best_against_peer(rows(one, kernel, tier), "1")
@@ -177,7 +177,7 @@ def report(results_dir: Path, machine: str, commit: str, tier: str = "small") ->
     settings = sorted(by_threads, key=lambda t: (t != "1", t))
     sections = [f"### {machine}, commit {commit[:8]}, tier {tier}"]
     # "likelihood": lk.Likelihood's evidence per call, by curvature implementation.
-    for kernel in registry.KERNELS + ("likelihood",) + registry.EXAMPLES:
+    for kernel in registry.KERNELS + registry.STREAMED + ("likelihood",) + registry.EXAMPLES:
         found = rows(by_threads, kernel, tier)
         if found:
             sections.append(table(kernel, found, settings))
@@ -197,7 +197,7 @@ def measured_table(by_threads: dict[str, list[Measurement]], machine: str, commi
         "| kernel | `compute` picks | time | fastest other | its time | ratio |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for kernel in registry.KERNELS + registry.EXAMPLES:
+    for kernel in registry.NAMES:
         found = {
             row.implementation: row.seconds["1"] for row in rows(one, kernel, tier) if "1" in row.seconds
         }

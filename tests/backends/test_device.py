@@ -12,9 +12,7 @@ from conftest import with_intermediates
 from lenskern.backends.jax import device as jax_device
 
 INPUTS = with_intermediates(lk.make_problem("tiny"))
-JAX = [
-    impl for k in lk.KERNELS + lk.EXAMPLES for impl in lk.implementations(k).values() if impl.backend == "jax"
-]
+JAX = [impl for k in lk.NAMES for impl in lk.implementations(k).values() if impl.backend == "jax"]
 
 
 @pytest.mark.parametrize(

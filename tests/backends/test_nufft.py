@@ -95,5 +95,5 @@ def test_compute_picks_by_size():
 
 
 def test_every_kernel_says_why_its_first_choice_leads():
-    for kernel in lk.KERNELS + lk.EXAMPLES:
+    for kernel in lk.NAMES:
         assert recommend.WHY[kernel].startswith(recommend.RECOMMENDED[kernel][0] + ": "), kernel

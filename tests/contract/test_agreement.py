@@ -16,7 +16,7 @@ from conftest import (
     with_intermediates,
 )
 
-KERNEL_IMPLS = [i for i in all_implementations(lk.KERNELS) if i.backend != "reference"]
+KERNEL_IMPLS = [i for i in all_implementations(lk.KERNELS + lk.STREAMED) if i.backend != "reference"]
 EXAMPLE_IMPLS = [i for i in all_implementations(lk.EXAMPLES) if i.backend != "reference"]
 
 

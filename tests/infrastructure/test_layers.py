@@ -18,7 +18,8 @@ LAYERS = (
     "stream | uvfits",  # the data parts summed chunk by chunk; UVFITS files into stores
     "backends",  # the implementations, one module (or package) per backend
     "store",  # visibilities on disk
-    "problems | evidence | recommend",  # inputs generated; evidence from its parts; which impl runs
+    "problems | evidence | recommend | chunk",  # inputs generated; evidence from its parts; which impl
+    # runs; a chunk of visibilities made ready for a NUFFT
     "registry",  # implementations declared and found
     "validate",  # inputs checked
     "conventions | kernels | threads | _commit",  # SPEC's constants; kernels declared; thread pools; commit

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 import lenskern as lk
 from conftest import assert_agrees, evidence_carried_error, problems, reference_impl, with_intermediates
+from lenskern import conventions, stream, uvfits
 from lenskern import problems as problems_module
 from lenskern import store as store_module
-from lenskern import stream, uvfits
 from lenskern.store import VisibilityStore
 
 pytest.importorskip("zarr")
@@ -96,7 +96,7 @@ def test_streamed_likelihood_equals_in_memory_at_every_chunk_size(problem, data)
         if k_count > 1
         else []
     )
-    library = data.draw(st.sampled_from(stream.LIBRARIES), label="library")
+    library = data.draw(st.sampled_from(conventions.NUFFT_LIBRARIES), label="library")
     expected = lk.Likelihood(**problem)
     with tempfile.TemporaryDirectory() as folder:
         store = split_store(Path(folder) / "s.zarr", problem, cuts, stored)
@@ -108,7 +108,7 @@ def test_streamed_likelihood_equals_in_memory_at_every_chunk_size(problem, data)
     assert_agrees("log_evidence", like.log_evidence(**problem), expected_evidence, inputs, carried)
 
 
-@pytest.mark.parametrize("library", stream.LIBRARIES)
+@pytest.mark.parametrize("library", conventions.NUFFT_LIBRARIES)
 def test_ill_conditioned_evidence_is_held_to_the_tables_accuracy(tmp_path, library):
     """One visibility and no neighbours: F + H's smallest eigenvalue is the
     1e-8 ridge, so the table's 1e-13 error moves the evidence by ~1e-5, which
@@ -126,7 +126,7 @@ def test_ill_conditioned_evidence_is_held_to_the_tables_accuracy(tmp_path, libra
     assert_agrees("log_evidence", like.log_evidence(**problem), expected, inputs, carried)
 
 
-@pytest.mark.parametrize("library", stream.LIBRARIES)
+@pytest.mark.parametrize("library", conventions.NUFFT_LIBRARIES)
 @pytest.mark.parametrize("shape", [(8, 8), (7, 6), (5, 9)], ids=["even", "even-x", "odd-y"])
 def test_dirty_image_half_pixel_offsets(tmp_path, shape, library):
     """Even sides put pixel centres half a mode off the table's: the phase moved into the strengths."""

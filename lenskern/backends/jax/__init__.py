@@ -25,4 +25,6 @@ __all__ = ["BACKEND", "log_evidence_from_offsets"]
 
 #: Written once, registered for two devices: here, and as ``jax_gpu``.
 BACKEND = Backend(threads=("XLA_FLAGS",), unavailable=unavailable, on_device=on_device,
-                  synchronize=jax.block_until_ready, device_parts=device_parts)  # fmt: skip
+                  synchronize=jax.block_until_ready, device_parts=device_parts,
+                  gaps={"data_parts": "the stream sums on the CPU's NUFFT libraries (ducc0, FINUFFT); "
+                        "jax-finufft serves the in-memory table and image"})  # fmt: skip

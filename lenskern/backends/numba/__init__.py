@@ -14,4 +14,8 @@ from __future__ import annotations
 from lenskern.backends.numba import examples, kernels  # noqa: F401  their @implements register them
 from lenskern.registry import Backend
 
-BACKEND = Backend(threads=("NUMBA_NUM_THREADS",))
+BACKEND = Backend(
+    threads=("NUMBA_NUM_THREADS",),
+    gaps={"data_parts": "its compiled pass is lenskern.chunk's, shared by numpy.nufft and ducc0.nufft; "
+          "the transforms are a NUFFT library's"},
+)  # fmt: skip
