@@ -128,9 +128,8 @@ def _prepare(uv, noise, visibilities, scale, ex, ey, rows, cols, strengths):
     modes are integers) and strengths (1/sigma^2, and V/sigma^2 turned by
     the half-pixel phase ``scale (ex u - ey v)``), chi2, the noise
     normalization and the count of bad visibilities (a value not finite, or
-    sigma <= 0). NumPy took ~400 ns per visibility for this in ten passes
-    with their temporaries, and validation ~45 more; this is one pass on
-    every core (~100 ns)."""
+    sigma <= 0): one pass on every core, where NumPy makes ten passes with
+    their temporaries and validation another."""
     chi2 = normalization = 0.0
     bad = 0
     for k in numba.prange(len(noise)):

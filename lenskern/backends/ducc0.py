@@ -129,7 +129,7 @@ def data_parts_nufft(
     """The data parts of the visibilities (reference.data_parts) from two
     type-1 transforms on one ducc0 plan: both strength sets in one call, so
     the points' kernel values are computed once (5% less time than two calls
-    on a 2^22 chunk of the science grid, one thread, 2026-11-25); points and
+    on a 2^22 chunk of the science grid, one thread: commit 5528cc8); points and
     strengths from lenskern.chunk's one compiled pass.
 
     ``eps`` and ``nthreads``: the stream's options, by default
