@@ -194,7 +194,8 @@ def compute(kernel: str, impl: str | None = None, **inputs: Any) -> Any:
     Parameters
     ----------
     kernel
-        A kernel of ``lk.KERNELS`` or ``lk.EXAMPLES``.
+        A kernel of ``lk.NAMES``: SPEC's (``lk.KERNELS``), the streamed
+        ``data_parts`` (``lk.STREAMED``) or a seeds' example (``lk.EXAMPLES``).
     impl
         An implementation name, ``backend.algorithm``; None picks the
         recommended one for the installed backends, the given inputs and
@@ -205,8 +206,9 @@ def compute(kernel: str, impl: str | None = None, **inputs: Any) -> Any:
 
     Returns
     -------
-    numpy.ndarray or float
-        The kernel's float64 output (SPEC section 2).
+    numpy.ndarray, float or dict
+        The kernel's float64 output (SPEC section 2); a streamed kernel's
+        outputs by name.
 
     Raises
     ------
