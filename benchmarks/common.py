@@ -57,9 +57,21 @@ from pathlib import Path
 
 # Numba caches compiled kernels on disk (cache=True); a fresh cache directory
 # per benchmark process makes track_first_call_seconds measure compilation,
-# not a cache load. Set before Numba loads.
-os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="lenskern-numba-")
-atexit.register(shutil.rmtree, os.environ["NUMBA_CACHE_DIR"], ignore_errors=True)
+# not a cache load. Set before Numba loads, which no benchmark module does at
+# import. asv's forkserver (asv.conf.json) imports this module once per
+# environment and forks a process per benchmark, which leaves through
+# os._exit: each child takes a folder of its own inside this one, which the
+# server's exit removes.
+_NUMBA_CACHES = tempfile.mkdtemp(prefix="lenskern-numba-")
+atexit.register(shutil.rmtree, _NUMBA_CACHES, ignore_errors=True)
+
+
+def _fresh_numba_cache() -> None:
+    os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(dir=_NUMBA_CACHES)
+
+
+_fresh_numba_cache()
+os.register_at_fork(after_in_child=_fresh_numba_cache)
 
 # lenskern first: it applies LENSKERN_NUM_THREADS before NumPy loads. NumPy
 # first would start OpenBLAS's threads before their count and CPU affinity
