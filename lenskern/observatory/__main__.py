@@ -41,7 +41,17 @@ import time
 from pathlib import Path
 
 from lenskern.__main__ import program_name
-from lenskern.observatory import alert, machines, nightly, progress, regressions, seeds, suite, verdict
+from lenskern.observatory import (
+    alert,
+    estimate,
+    machines,
+    nightly,
+    progress,
+    regressions,
+    seeds,
+    suite,
+    verdict,
+)
 from lenskern.observatory.offline import make_offline
 from lenskern.observatory.report import measured_table, peers_table, report, results_by_threads
 
@@ -78,7 +88,24 @@ def publish() -> Path:
     return HTML.resolve() / "index.html"
 
 
-def run(machine: str, tier: str) -> None:
+#: The main job leaves out the instruction counts (Valgrind, minutes on a
+#: small machine): they are the regression alert's signal, which the PR check
+#: and the nightly run; ``run --counts`` adds them.
+WITHOUT_COUNTS = r"^(?!counts\.)"
+
+
+def _estimate(machine: str, bench: str | None) -> tuple[float, str]:
+    """The main job's asv run, estimated (lenskern.observatory.estimate)."""
+    from asv.util import load_json
+
+    config = load_json("asv.conf.json", js_comments=True)
+    env_dir = Path(config.get("env_dir", ".asv/env"))
+    built = env_dir.is_dir() and any(env_dir.iterdir())
+    return estimate.main_job_seconds(RESULTS, machine, Path(config["benchmark_dir"]),
+                                     estimate.environments(config), built, bench)  # fmt: skip
+
+
+def run(machine: str, tier: str, counts: bool = False) -> None:
     if not Path("asv.conf.json").exists():
         raise SystemExit("run from the repository root, where asv.conf.json is")
     start = time.perf_counter()
@@ -86,11 +113,14 @@ def run(machine: str, tier: str) -> None:
     _step(f"machine {machine!r} (asv machine, with its GPU model)")
     machines.record(machine)
     os.environ["LENSKERN_BENCH_TIERS"] = tier
+    bench = None if counts else WITHOUT_COUNTS
+    seconds, basis = _estimate(machine, bench)
     _step(
-        f"benchmarking HEAD {commit[:8]} at the {tier} tier(s), LENSKERN_NUM_THREADS=1 and all "
-        "(the first run builds the virtualenv: a few minutes)"
+        f"benchmarking HEAD {commit[:8]} at the {tier} tier(s), LENSKERN_NUM_THREADS=1 and all: "
+        f"about {max(1, round(seconds / 60))} minutes on this machine ({basis})"
     )
-    code = progress.run_asv(["run", "HEAD^!", "--machine", machine, "--show-stderr"], RUN_LOG,
+    narrowed = ["-b", bench] if bench else []
+    code = progress.run_asv(["run", "HEAD^!", "--machine", machine, "--show-stderr", *narrowed], RUN_LOG,
                             ("building the environment, discovering the suite", "benchmarks"))  # fmt: skip
     site = publish()
     _step("results")
@@ -262,6 +292,9 @@ def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
     run_parser = commands.add_parser("run", help="the main job")
     run_parser.add_argument("--machine", default=machines.default_name(), help=MACHINE_HELP)
     run_parser.add_argument("--tier", default="small", help="size tier(s), comma-separated (default: small)")
+    run_parser.add_argument(
+        "--counts", action="store_true", help="also the instruction counts (Valgrind; minutes)"
+    )
     commands.add_parser("publish", help="asv publish, then make the site work offline")
     report_parser = commands.add_parser("report", help="print the tables of one commit")
     report_parser.add_argument("--machine", default=machines.default_name(), help=MACHINE_HELP)
@@ -331,7 +364,7 @@ def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
     if args.command == "nightly":
         nightly_job(args.machine, args.branch, args.cap, args.bench)
     elif args.command == "run":
-        run(args.machine, args.tier)
+        run(args.machine, args.tier, args.counts)
     elif args.command == "publish":
         print(f"site: {publish()}")
     elif args.command == "report":
