@@ -19,6 +19,8 @@ only one slot.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -79,6 +81,26 @@ def prepare(uv, noise, visibilities, pixel_scale, shape_native, points_per_row: 
     if bad:
         raise ValueError(f"visibilities: {bad} visibilities with non-finite values or noise <= 0")
     return points, strengths, chi2, normalization
+
+
+def data_parts(
+    uv, noise, visibilities, pixel_scale, shape_native, native_index,
+    transform: Callable, points_per_row: bool, nthreads: int, seconds: dict | None,
+) -> dict:  # fmt: skip
+    """The ``data_parts`` kernel around one NUFFT library's two transforms:
+    :func:`prepare` (on the calling thread when ``nthreads`` is 1), then
+    ``transform(points, strengths) -> (table modes, image modes)``, then
+    :func:`parts`. ``seconds``, where the stream passes a dict, is given
+    each stage's time (``prepare``, ``nufft``)."""
+    start = time.perf_counter()
+    points, strengths, chi2, normalization = prepare(
+        uv, noise, visibilities, pixel_scale, shape_native, points_per_row, serial=nthreads == 1
+    )
+    prepared = time.perf_counter()
+    table, image = transform(points, strengths)
+    if seconds is not None:
+        seconds.update(prepare=prepared - start, nufft=time.perf_counter() - prepared)
+    return parts(table, image, image_pixels(shape_native, native_index), chi2, normalization)
 
 
 def parts(table: np.ndarray, image: np.ndarray, pixels: np.ndarray, chi2: float, normalization: float):

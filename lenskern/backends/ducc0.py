@@ -17,8 +17,6 @@ missing, with the reason, and ``compute`` uses ``numpy.nufft``.
 
 from __future__ import annotations
 
-import time
-
 import ducc0
 import numpy as np
 
@@ -134,8 +132,8 @@ def data_parts_nufft(
 
     ``eps`` and ``nthreads``: the stream's options, by default
     :data:`lenskern.conventions.NUFFT_EPS` and
-    :func:`lenskern.conventions.nufft_threads` of K; ``seconds``, a dict the
-    stream passes to be given each stage's time (``prepare``, ``nufft``).
+    :func:`lenskern.conventions.nufft_threads` of K; ``seconds``: see
+    :func:`lenskern.chunk.data_parts`.
 
     Cost: O(K w^2) spreading for each of the two transforms + an FFT of
     about 4 (2Ny-1)(2Nx-1) points each, and O(K) for the pass; memory: 48
@@ -143,14 +141,12 @@ def data_parts_nufft(
     """
     eps = _epsilon() if eps is None else eps
     nthreads = nufft_threads(len(uv)) if nthreads is None else nthreads
-    start = time.perf_counter()
-    points, strengths, chi2, normalization = chunk.prepare(
-        uv, noise, visibilities, pixel_scale, shape_native, points_per_row=True, serial=nthreads == 1
-    )
-    prepared = time.perf_counter()
     shape = chunk.table_shape(shape_native)
-    plan = ducc0.nufft.plan(nu2u=True, coord=points, grid_shape=shape, epsilon=eps, nthreads=nthreads)
-    table, image = plan.nu2u(points=strengths, forward=False, out=np.empty((2, *shape), np.complex128))
-    if seconds is not None:
-        seconds.update(prepare=prepared - start, nufft=time.perf_counter() - prepared)
-    return chunk.parts(table, image, chunk.image_pixels(shape_native, native_index), chi2, normalization)
+
+    def transform(points, strengths):
+        plan = ducc0.nufft.plan(nu2u=True, coord=points, grid_shape=shape, epsilon=eps, nthreads=nthreads)
+        return plan.nu2u(points=strengths, forward=False, out=np.empty((2, *shape), np.complex128))
+
+    return chunk.data_parts(
+        uv, noise, visibilities, pixel_scale, shape_native, native_index, transform, True, nthreads, seconds
+    )

@@ -8,8 +8,6 @@ seeds' fully broadcast (M, M, K) array is ~700 PiB at the science size.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import scipy.fft
 import scipy.linalg
@@ -276,10 +274,7 @@ def data_parts_nufft(
     half-pixel phase moved into its strengths), points and strengths from
     lenskern.chunk's one compiled pass, which the ducc0 implementation shares.
 
-    ``eps`` and ``nthreads``: the stream's options, by default
-    :data:`lenskern.conventions.NUFFT_EPS` and
-    :func:`lenskern.conventions.nufft_threads` of K; ``seconds``, a dict the
-    stream passes to be given each stage's time (``prepare``, ``nufft``).
+    Options (``eps``, ``nthreads``, ``seconds``) as ducc0.data_parts_nufft's.
 
     Cost: O(K w^2) spreading for each of the two transforms + an FFT of
     about 4 (2Ny-1)(2Nx-1) points each, and O(K) for the pass; memory: 48
@@ -290,17 +285,16 @@ def data_parts_nufft(
 
     eps = conventions.NUFFT_EPS if eps is None else eps
     nthreads = nufft_threads(len(uv)) if nthreads is None else nthreads
-    start = time.perf_counter()
-    points, strengths, chi2, normalization = chunk.prepare(
-        uv, noise, visibilities, pixel_scale, shape_native, points_per_row=False, serial=nthreads == 1
+    shape = chunk.table_shape(shape_native)
+
+    def transform(points, strengths):
+        plan = finufft.Plan(1, shape, n_trans=2, eps=eps, isign=1, nthreads=nthreads)
+        plan.setpts(points[0], points[1])
+        return plan.execute(strengths)
+
+    return chunk.data_parts(
+        uv, noise, visibilities, pixel_scale, shape_native, native_index, transform, False, nthreads, seconds
     )
-    prepared = time.perf_counter()
-    plan = finufft.Plan(1, chunk.table_shape(shape_native), n_trans=2, eps=eps, isign=1, nthreads=nthreads)
-    plan.setpts(points[0], points[1])
-    table, image = plan.execute(strengths)
-    if seconds is not None:
-        seconds.update(prepare=prepared - start, nufft=time.perf_counter() - prepared)
-    return chunk.parts(table, image, chunk.image_pixels(shape_native, native_index), chi2, normalization)
 
 
 def _sparse_mapping(pix_indexes, pix_weights, n_sources) -> scipy.sparse.csr_array:
