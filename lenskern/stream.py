@@ -43,6 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lenskern import conventions, registry, validate
+from lenskern.chunk import table_shape
 from lenskern.store import Block, VisibilityStore
 
 #: The inputs that fix the geometry of the data parts.
@@ -74,8 +75,7 @@ class Geometry:
 
     @property
     def table_shape(self) -> tuple[int, int]:
-        ny, nx = self.shape_native
-        return (2 * ny - 1, 2 * nx - 1)
+        return table_shape(self.shape_native)
 
     @property
     def key(self) -> str:
