@@ -15,15 +15,20 @@ implementation added to a backend is benchmarked with no code in this folder.
   (:func:`synchronize`: what the backend declares).
 - ``<Kernel>Profile``, on one thread only (each benchmark is a process of its
   own, and the thread count changes none of these much):
-  ``peakmem_call`` and ``peakmem_resident`` are asv's peak RSS of the process
-  with and without the call; ``setup`` makes a warm call and then resets the
-  high-water mark (``/proc/self/clear_refs``), so both start from what is
-  resident. **The kernel's own peak memory is peakmem_call -
-  peakmem_resident**: the report subtracts them. ``track_first_call_seconds``
-  is the first call, compilation included; ``track_max_relative_error`` is
-  max |got - oracle| / max |oracle|, the oracle being the reference where it
-  runs in seconds at that size, else the implementation the registry
-  declares as the kernel's oracle (``registry.oracle``).
+  ``track_peak_bytes`` is the call's own peak memory, measured inside one
+  process (:func:`own_peak_bytes`: the high-water mark of resident memory
+  during one warm call above what was resident just before it, to a page);
+  ``track_first_call_seconds`` is the first call, compilation included;
+  ``track_max_relative_error`` is max |got - oracle| / max |oracle|, the
+  oracle being the reference where it runs in seconds at that size, else
+  the implementation the registry declares as the kernel's oracle
+  (``registry.oracle``).
+
+Compilation: the Profile classes compile in a Numba cache folder of the
+process's own, so the first call is a compilation; the ``<Kernel>``
+classes time warm calls only and load what an earlier process of the same
+run compiled (one cache folder per run), which spares the run a compilation
+per implementation and thread setting.
 
 The reference (plain Python) is timed on one thread only, with no warm call;
 its memory, first call and error (zero by definition) are not tracked.
@@ -44,6 +49,8 @@ from __future__ import annotations
 
 import abc
 import atexit
+import ctypes
+import gc
 import hashlib
 import importlib.util
 import json
@@ -64,6 +71,11 @@ from pathlib import Path
 # server's exit removes.
 _NUMBA_CACHES = tempfile.mkdtemp(prefix="lenskern-numba-")
 atexit.register(shutil.rmtree, _NUMBA_CACHES, ignore_errors=True)
+
+
+#: The folder the warm-call classes share: Numba writes it as one process
+#: compiles and every later process of the run loads from it.
+_SHARED_NUMBA_CACHE = os.path.join(_NUMBA_CACHES, "shared")
 
 
 def _fresh_numba_cache() -> None:
@@ -383,8 +395,45 @@ def reset_peak_memory() -> None:
     try:
         with open("/proc/self/clear_refs", "w") as handle:
             handle.write("5")
-    except OSError:  # not Linux: peakmem_call then also counts setup's warm call
+    except OSError:  # not Linux: a peak then also counts what came before
         pass
+
+
+def _status_bytes(field: str) -> int:
+    """A ``kB`` line of /proc/self/status (``VmRSS``, ``VmHWM``), in bytes."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"/proc/self/status has no {field}")
+
+
+def _release_free_heap() -> None:
+    """Hand the C heap's free pages back to the kernel (glibc's malloc_trim),
+    so that a call reusing memory an earlier call freed counts it again as it
+    touches it, instead of hiding its footprint in the allocator's free lists."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the peak may then read low
+        pass
+
+
+def own_peak_bytes(call) -> float:
+    """The peak memory ``call()`` adds to what is resident before it: the
+    high-water mark of the process's resident set during the call minus the
+    resident set just before, both from /proc/self/status after the mark is
+    reset (Linux). Resolution: one page (4 KiB); 0 means less than that.
+    Counts every allocator alike (NumPy, Numba's runtime, XLA on the CPU);
+    memory on a GPU is ``device.Device``'s business."""
+    gc.collect()
+    _release_free_heap()
+    try:
+        reset_peak_memory()
+        before = _status_bytes("VmRSS")
+        synchronize(call())
+        return float(max(_status_bytes("VmHWM") - before, 0))
+    except OSError as error:
+        raise NotImplementedError(f"no peak memory here: {error}") from None
 
 
 #: How a call is timed: wall seconds (asv's default), or with
@@ -423,6 +472,8 @@ class _KernelBenchmark(abc.ABC):
     rounds = 1
     #: The profile classes measure what does not depend on the thread count.
     one_thread_only = False
+    #: Whether the first call must compile (see the module docstring).
+    compiles_afresh = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -456,6 +507,8 @@ class _KernelBenchmark(abc.ABC):
         if self.one_thread_only and not one_thread():
             raise NotImplementedError("memory, compilation and error are measured on one thread")
         self.kernel = kernel
+        if not self.compiles_afresh:  # before the backend (and Numba) loads
+            os.environ["NUMBA_CACHE_DIR"] = _SHARED_NUMBA_CACHE
         self.impl = implementation(kernel, implementation_name)
         if self.impl.backend == "reference" and (self.one_thread_only or not one_thread()):
             raise NotImplementedError("the reference is plain Python: timed on one thread only")
@@ -476,13 +529,13 @@ class _KernelBenchmark(abc.ABC):
         self.result = synchronize(self.impl.function(**self.inputs))
         self.first_call_seconds = time.perf_counter() - start
         self.result = flat(self.result)
-        reset_peak_memory()
 
 
 class KernelTime(_KernelBenchmark):
     """``time_call``: one warm call of each implementation, on every thread setting."""
 
     timer = staticmethod(TIMER)
+    compiles_afresh = False
 
     def time_call(self, cache, implementation, tier):
         """One warm call, waited on until the result exists."""
@@ -494,12 +547,11 @@ class KernelProfile(_KernelBenchmark):
 
     one_thread_only = True
 
-    def peakmem_call(self, cache, implementation, tier):
-        """Peak RSS with one warm call; subtract peakmem_resident for the kernel's own."""
-        synchronize(self.impl.function(**self.inputs))
+    def track_peak_bytes(self, cache, implementation, tier):
+        """The peak memory one warm call adds to what was resident before it."""
+        return own_peak_bytes(lambda: self.impl.function(**self.inputs))
 
-    def peakmem_resident(self, cache, implementation, tier):
-        """Peak RSS without the call: imports, inputs and compiled code."""
+    track_peak_bytes.unit = "bytes"
 
     def track_first_call_seconds(self, cache, implementation, tier):
         """The first call's seconds, JIT compilation included."""

@@ -1,8 +1,9 @@
 """Tables in the seeds' style from asv's result files.
 
 For each kernel and thread setting: implementation, median time, ratio to
-the fastest, the kernel's own peak memory (``peakmem_call`` minus
-``peakmem_resident``, see ``benchmarks/common.py``), first-call seconds and
+the fastest, the kernel's own peak memory (``track_peak_bytes``: what one
+call adds to the resident set at its peak, see ``benchmarks/common.py``),
+first-call seconds and
 the maximum relative error against the oracle. Rows of a peer library
 (``registry.peer``) are marked, and a line under the table sets lenskern's
 fastest against the fastest peer, both from the same run.
@@ -49,14 +50,13 @@ def rows(by_threads: dict[str, list[Measurement]], kernel: str, tier: str) -> li
             if not math.isnan(seconds):
                 found.setdefault(implementation, Row(implementation, {})).seconds[threads] = seconds
         profile = name + PROFILE
-        call = _benchmark(results, profile, "peakmem_call", tier)
-        resident = _benchmark(results, profile, "peakmem_resident", tier)
+        peak = _benchmark(results, profile, "track_peak_bytes", tier)
         first = _benchmark(results, profile, "track_first_call_seconds", tier)
         error = _benchmark(results, profile, "track_max_relative_error", tier)
         for implementation, row in found.items():
-            if not math.isnan(call.get(implementation, math.nan)):
-                row.peak_bytes = call[implementation] - resident.get(implementation, math.nan)
-                row.first_call_seconds = first.get(implementation, math.nan)
+            if not math.isnan(first.get(implementation, math.nan)):
+                row.peak_bytes = peak.get(implementation, math.nan)
+                row.first_call_seconds = first[implementation]
                 row.max_relative_error = error.get(implementation, math.nan)
     settings = sorted(by_threads, key=lambda t: (t != "1", t))
     first_setting = settings[0] if settings else ""
@@ -70,10 +70,19 @@ def _time(seconds: float) -> str:
     return f"{seconds / 1e-9:,.1f} ns"
 
 
+#: The resolution of ``track_peak_bytes``: the resident set counts pages.
+PAGE_BYTES = 4096
+
+
 def _bytes(value: float) -> str:
     if math.isnan(value):
         return "n/a"
-    return f"{max(value, 0.0) / 2**20:,.1f} MiB"  # RSS differences carry a few pages of noise
+    if value < PAGE_BYTES:
+        return "< 4 KiB"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if value >= scale:
+            return f"{value / scale:,.1f} {unit}"
+    return f"{value / 2**10:,.0f} KiB"
 
 
 def _ratio(seconds: float, fastest: float) -> str:

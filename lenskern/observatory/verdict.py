@@ -44,8 +44,13 @@ FIXED_THRESHOLDS = {
     "track_instructions": 1.02,
     "track_estimated_cycles": 1.02,
     "peakmem_": 1.10,
+    "track_peak_bytes": 1.10,
     "track_first_call_seconds": 2.0,
 }
+#: Memory is counted in pages, and an allocator's arenas move it by a page or
+#: a few: a peak that grew by less than this is no regression, whatever its ratio.
+MEMORY_SLACK_BYTES = 1 << 20
+MEMORY = ("peakmem_", "track_peak_bytes")
 #: Not speed: accuracy is the tests' business, and a ratio of two errors
 #: near 1e-16 means nothing.
 NOT_ALERTED = ("track_max_relative_error",)
@@ -135,6 +140,8 @@ def judge(before: dict[str, dict], after: dict[str, dict], floor: float = TIME_F
             else:
                 significant = True
         ratio = a["value"] / b["value"] if b["value"] else float("inf")
+        if method.startswith(MEMORY) and a["value"] - b["value"] < MEMORY_SLACK_BYTES:
+            significant = False
         verdicts.append(Verdict(key, b["value"], a["value"], threshold, noise, p_value,
                                 ratio > threshold and significant))  # fmt: skip
     return verdicts

@@ -226,6 +226,17 @@ def test_counts_and_memory_have_fixed_thresholds_and_errors_none():
     assert "track_max_relative_error" not in verdicts
 
 
+def test_a_peak_memory_regresses_by_its_ratio_and_by_more_than_a_few_pages():
+    one = lambda value: {"value": value, "samples": None, "q": (None, None)}  # noqa: E731
+    name = "offsets.WTildeProfile.track_peak_bytes('numpy.gemm', 'small')"
+    cases = [(100e6, 120e6, True),  # 20% and 20 MB more: a regression
+             (100e6, 105e6, False),  # 5%: below x1.10
+             (8192, 16384, False)]  # twice the pages, but two pages: allocator noise  # fmt: skip
+    for before, after, expected in cases:
+        (found,) = verdict.judge({name: one(before)}, {name: one(after)})
+        assert found.regressed is expected, (before, after)
+
+
 def test_nightly_regressions_keep_only_steps_above_their_noise(tmp_path):
     """asv flags both steps (5% threshold); only the quiet benchmark's step
     exceeds its own noise, so the issue names only it."""
