@@ -44,6 +44,7 @@ from lenskern.__main__ import program_name
 from lenskern.observatory import (
     alert,
     estimate,
+    landing,
     machines,
     nightly,
     progress,
@@ -85,7 +86,8 @@ def publish() -> Path:
     _asv("publish")
     rewritten = make_offline(HTML)
     print(f"rewired {len(rewritten)} CDN references to local copies", flush=True)
-    return HTML.resolve() / "index.html"
+    landing.edit_asv_pages(HTML)
+    return landing.write(HTML, RESULTS).resolve()
 
 
 #: The main job leaves out the instruction counts (Valgrind, minutes on a

@@ -63,7 +63,7 @@ def rows(by_threads: dict[str, list[Measurement]], kernel: str, tier: str) -> li
     return sorted(found.values(), key=lambda r: r.seconds.get(first_setting, math.inf))
 
 
-def _time(seconds: float) -> str:
+def time_text(seconds: float) -> str:
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
         if seconds >= scale:
             return f"{seconds / scale:,.3f} {unit}"
@@ -74,7 +74,7 @@ def _time(seconds: float) -> str:
 PAGE_BYTES = 4096
 
 
-def _bytes(value: float) -> str:
+def bytes_text(value: float) -> str:
     if math.isnan(value):
         return "n/a"
     if value < PAGE_BYTES:
@@ -85,11 +85,11 @@ def _bytes(value: float) -> str:
     return f"{value / 2**10:,.0f} KiB"
 
 
-def _ratio(seconds: float, fastest: float) -> str:
+def ratio_text(seconds: float, fastest: float) -> str:
     if math.isnan(seconds):
         return "n/a"
     ratio = seconds / fastest
-    return f"{_time(seconds)} ({'>1000' if ratio > 1000 else f'{ratio:.2f}'})"
+    return f"{time_text(seconds)} ({'>1000' if ratio > 1000 else f'{ratio:.2f}'})"
 
 
 def table(kernel: str, found: list[Row], settings: list[str], profile: bool = True) -> str:
@@ -102,11 +102,11 @@ def table(kernel: str, found: list[Row], settings: list[str], profile: bool = Tr
              "| --- |" + " --- |" * len(headers)]  # fmt: skip
     fastest = {t: min((r.seconds.get(t, math.inf) for r in found), default=math.nan) for t in settings}
     for row in found:
-        cells = [_ratio(row.seconds.get(t, math.nan), fastest[t]) for t in settings]
+        cells = [ratio_text(row.seconds.get(t, math.nan), fastest[t]) for t in settings]
         if profile:
-            first = "n/a" if math.isnan(row.first_call_seconds) else _time(row.first_call_seconds)
+            first = "n/a" if math.isnan(row.first_call_seconds) else time_text(row.first_call_seconds)
             error = "n/a" if math.isnan(row.max_relative_error) else f"{row.max_relative_error:.1e}"
-            cells += [_bytes(row.peak_bytes), first, error]
+            cells += [bytes_text(row.peak_bytes), first, error]
         lines.append(f"| {_name(row.implementation)} | " + " | ".join(cells) + " |")
     against = [line for t in settings if (line := peer_line(found, t))]
     return "\n".join(lines + ([""] + against if against else []))
@@ -140,8 +140,8 @@ def peer_line(found: list[Row], threads: str) -> str:
     setting = "1 thread" if threads == "1" else f"{threads} threads"
     return (
         f"lenskern's best against the best peer, {setting}: `{ours.implementation}` "
-        f"{_time(ours.seconds[threads])} against `{theirs.implementation}` "
-        f"{_time(theirs.seconds[threads])}: **{ratio:.2f}x** "
+        f"{time_text(ours.seconds[threads])} against `{theirs.implementation}` "
+        f"{time_text(theirs.seconds[threads])}: **{ratio:.2f}x** "
         f"{'faster' if ratio >= 1 else 'slower'}"
     )
 
@@ -166,8 +166,8 @@ def peers_table(by_tier: dict[str, dict[str, list[Measurement]]], machine: str, 
                 continue
             ours, theirs = pair
             lines.append(
-                f"| `{kernel}` | `{tier}` | `{ours.implementation}` | {_time(ours.seconds['1'])} "
-                f"| `{theirs.implementation}` | {_time(theirs.seconds['1'])} "
+                f"| `{kernel}` | `{tier}` | `{ours.implementation}` | {time_text(ours.seconds['1'])} "
+                f"| `{theirs.implementation}` | {time_text(theirs.seconds['1'])} "
                 f"| {theirs.seconds['1'] / ours.seconds['1']:.2f}x |"
             )
     return "\n".join(lines)
@@ -218,7 +218,7 @@ def measured_table(by_threads: dict[str, list[Measurement]], machine: str, commi
             continue
         seconds, other = others[0]
         lines.append(
-            f"| `{kernel}` | `{pick}` | {_time(found[pick])} | `{other}` | {_time(seconds)} "
+            f"| `{kernel}` | `{pick}` | {time_text(found[pick])} | `{other}` | {time_text(seconds)} "
             f"| {seconds / found[pick]:.2f} |"
         )
     return "\n".join(lines)

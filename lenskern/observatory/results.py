@@ -107,3 +107,19 @@ def read(results_dir: Path, machine: str, commit: str) -> list[ResultFile]:
         found = measurements(data.get("results", {}), columns)
         files.append(ResultFile(dict(data.get("env_vars") or {}), found))
     return files
+
+
+def latest(results_dir: Path, machine: str) -> tuple[str, int] | None:
+    """(commit hash, commit date in ms) of the newest commit ``machine`` has
+    results for, by the commit's date as asv recorded it; None if none."""
+    newest = None
+    for path in (Path(results_dir) / machine).glob("*-*.json"):
+        data = json.loads(path.read_text())
+        if "commit_hash" in data and (newest is None or data.get("date", 0) > newest[1]):
+            newest = (data["commit_hash"], data.get("date", 0))
+    return newest
+
+
+def machines(results_dir: Path) -> list[str]:
+    """The machines with results in ``results_dir`` (asv's ``machine.json`` beside them)."""
+    return sorted(p.parent.name for p in Path(results_dir).glob("*/machine.json"))

@@ -408,3 +408,117 @@ def test_graph_page_renders_offline_with_both_machines(site):
         assert any(
             f"/machine-{machine}/" in p and p.split("?")[0].endswith("/sums.time_sum.json") for p in fetched
         )
+
+
+# ---------------------------------------------------------------- lenskern's pages
+
+
+def test_asv_graphs_open_on_a_log_axis_and_the_grid_draws_one_commit(site, tmp_path):
+    from lenskern.observatory import landing
+
+    edited = tmp_path / "html"
+    shutil.copytree(site.html_dir, edited)
+    landing.edit_asv_pages(edited)
+    landing.edit_asv_pages(edited)  # twice is harmless
+    for name, edits in landing.ASV_EDITS.items():
+        text = (edited / name).read_text()
+        assert all(text.count(new) == 1 for _, new in edits), name
+    served = Served(edited)
+    try:
+        page = load(site.browser, f"{served.origin}/index.html#sums.time_sum", tmp_path / "log")
+        assert "active" in page.dom.by_id("log-scale").classes  # log without asking
+        linear = load(site.browser, f"{served.origin}/index.html#sums.time_sum?y-axis-scale=linear",
+                      tmp_path / "linear")  # fmt: skip
+        assert "active" not in linear.dom.by_id("log-scale").classes
+    finally:
+        served.close()
+    # another asv's scripts: refused loudly, not published half edited
+    (edited / "summarygrid.js").write_text("/* some other asv */")
+    with pytest.raises(OfflineError, match="summarygrid.js"):
+        landing.edit_asv_pages(edited)
+
+
+def synthetic_results(results_dir: Path, machine: str) -> dict[str, list[str]]:
+    """asv result files of one commit on two thread settings, every kernel
+    with a few implementations (a peer among them), times spread over six
+    decades; returns the implementations by kernel."""
+    from lenskern.observatory import suite
+
+    machine_dir = results_dir / machine
+    machine_dir.mkdir(parents=True)
+    (machine_dir / "machine.json").write_text(json.dumps({"machine": machine, "version": 1}))
+    names = ["reference.direct", "numpy.vector", "numba.loop", "jax.scan", "autoarray.w_tilde"]
+    implementations = {k: names for k in registry.NAMES}
+    columns = ["result", "params", "version"]
+    for threads in ("1", "all"):
+        results = {}
+        for number, kernel in enumerate(registry.NAMES):
+            area, cls = suite.area(kernel), suite.class_name(kernel)
+            timed = [n for n in names if threads == "1" or not n.startswith("reference.")]
+            times = [10.0 ** (-6 + (number + i) % 6) * (1 if threads == "1" else 0.7) if n in timed else None
+                     for i, n in enumerate(names)]  # fmt: skip
+            params = [[repr(n) for n in names], ["'tiny'"]]
+            results[f"{area}.{cls}.time_call"] = [times, params, "v"]
+            profile = {"track_peak_bytes": [None, 0.0, 3 * 2**20, 2**31, 12288.0],
+                       "track_first_call_seconds": [None, 0.01, 1.5, 0.4, 0.02],
+                       "track_max_relative_error": [None, 1e-16, 2e-16, 3e-15, 1e-15]}  # fmt: skip
+            for method, values in profile.items():
+                results[f"{area}.{cls}{suite.PROFILE}.{method}"] = [
+                    values if threads == "1" else [None] * len(names), params, "v"]  # fmt: skip
+        (machine_dir / f"abcdef12-threads{threads}.json").write_text(json.dumps({
+            "commit_hash": "abcdef1234567890", "date": 1_765_000_000_000, "version": 2,
+            "env_vars": {"LENSKERN_NUM_THREADS": threads}, "result_columns": columns,
+            "results": results}))  # fmt: skip
+    return implementations
+
+
+def test_the_landing_page_shows_every_kernels_table_and_log_chart(tmp_path):
+    """lenskern's front page, built from results as the main job leaves
+    them, in headless Chromium: a section per kernel with its table and a
+    bar per implementation and thread setting, asv's own page moved beside
+    it, and a screenshot whose pixels hold the bars' colours."""
+    from PIL import Image
+
+    from lenskern.observatory import landing
+
+    browser = chromium()
+    html_dir, results_dir = tmp_path / "html", tmp_path / "results"
+    html_dir.mkdir()
+    (html_dir / "index.html").write_text("<title>airspeed velocity of an unladen lenskern</title>")
+    implementations = synthetic_results(results_dir, "lab-laptop")
+    front = landing.write(html_dir, results_dir)
+    assert front == html_dir / "index.html"
+    assert "airspeed velocity" in (html_dir / landing.ASV_PAGE).read_text()
+    landing.write(html_dir, results_dir)  # again: asv's page is not overwritten by ours
+    assert "airspeed velocity" in (html_dir / landing.ASV_PAGE).read_text()
+
+    served = Served(html_dir)
+    try:
+        page = load(browser, f"{served.origin}/index.html", tmp_path / "landing")
+        shot = tmp_path / "landing.png"
+        done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                               f"--user-data-dir={tmp_path / 'shot-profile'}", "--window-size=1400,900",
+                               f"--screenshot={shot}", f"{served.origin}/index.html"],
+                              capture_output=True, text=True, timeout=90)  # fmt: skip
+        assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    finally:
+        served.close()
+    assert page.off_host(served.origin) == []
+    assert page.dom.find_all("title")[0].text == "lenskern benchmarks"
+    sections = {s.attrs["id"]: s for s in page.dom.find_all("section", cls="kernel")}
+    assert set(sections) == {f"{kernel}-tiny" for kernel in registry.NAMES}
+    for kernel, names in implementations.items():
+        section = sections[f"{kernel}-tiny"]
+        rows = section.find_all("tbody")[0].find_all("tr")
+        assert [r.find_all("td")[0].text.split(" peer")[0] for r in rows][0] in names
+        assert len(rows) == len(names)
+        # one bar per implementation and setting; the reference on one thread only
+        assert len(section.find_all("rect", cls="bar")) == 2 * len(names) - 1
+        assert section.find_all("a")[0].attrs["href"].startswith(landing.ASV_PAGE + "#")
+        cells = " ".join(r.text for r in rows)
+        assert "< 4 KiB" in cells and "2.0 GiB" in cells and "peer: PyAutoArray" in cells
+    # the shot: the top of the page, with both settings' bars drawn
+    pixels = Image.open(shot).convert("RGB")
+    colours = {pixels.getpixel((x, y)) for x in range(pixels.width) for y in range(pixels.height)}
+    for colour in landing.COLOURS.values():
+        assert tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5)) in colours, colour
