@@ -96,15 +96,17 @@ def publish() -> Path:
 WITHOUT_COUNTS = r"^(?!counts\.)"
 
 
-def _estimate(machine: str, bench: str | None) -> tuple[float, str]:
-    """The main job's asv run, estimated (lenskern.observatory.estimate)."""
+def _estimate(machine: str, bench: str | None) -> tuple[float, str, dict[tuple[str, str], float]]:
+    """The main job's asv run, estimated (lenskern.observatory.estimate): its
+    seconds, what they rest on, and each benchmark's expected seconds on
+    each thread setting (the progress bar's units)."""
     from asv.util import load_json
 
     config = load_json("asv.conf.json", js_comments=True)
     env_dir = Path(config.get("env_dir", ".asv/env"))
     built = env_dir.is_dir() and any(env_dir.iterdir())
-    return estimate.main_job_seconds(RESULTS, machine, Path(config["benchmark_dir"]),
-                                     estimate.environments(config), built, bench)  # fmt: skip
+    settings = estimate.thread_settings(config)
+    return estimate.main_job(RESULTS, machine, Path(config["benchmark_dir"]), settings, built, bench)
 
 
 def run(machine: str, tier: str, counts: bool = False) -> None:
@@ -116,14 +118,15 @@ def run(machine: str, tier: str, counts: bool = False) -> None:
     machines.record(machine)
     os.environ["LENSKERN_BENCH_TIERS"] = tier
     bench = None if counts else WITHOUT_COUNTS
-    seconds, basis = _estimate(machine, bench)
+    seconds, basis, expected = _estimate(machine, bench)
     _step(
         f"benchmarking HEAD {commit[:8]} at the {tier} tier(s), LENSKERN_NUM_THREADS=1 and all: "
         f"about {max(1, round(seconds / 60))} minutes on this machine ({basis})"
     )
     narrowed = ["-b", bench] if bench else []
     code = progress.run_asv(["run", "HEAD^!", "--machine", machine, "--show-stderr", *narrowed], RUN_LOG,
-                            ("building the environment, discovering the suite", "benchmarks"))  # fmt: skip
+                            ("building the environment, discovering the suite", "benchmarks"),
+                            expected)  # fmt: skip
     site = publish()
     _step("results")
     for each in tier.split(","):

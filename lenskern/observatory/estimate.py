@@ -9,14 +9,15 @@ machine those processes, not the kernels' calls, are most of the time.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from lenskern.observatory.results import COLUMNS
+from lenskern.observatory.suite import PROFILE
 
 #: Seconds per benchmark process, its set-up and calls included, on average:
 #: the main job's asv run on this project's 2-core VM at commit 92a3908
@@ -28,58 +29,93 @@ PROCESS_SECONDS = 0.68
 BUILD_SECONDS = 24.0
 
 
-def last_run_seconds(results_dir: Path, machine: str) -> tuple[float, str] | None:
-    """Seconds asv spent on the newest commit with results on ``machine``
-    (every environment's benchmarks and set-up caches), and that commit."""
-    files = sorted((Path(results_dir) / machine).glob("*-*.json"), key=lambda p: p.stat().st_mtime)
-    if not files:
-        return None
-    commit = files[-1].name.split("-", 1)[0]
-    total = 0.0
-    for path in (Path(results_dir) / machine).glob(f"{commit}-*.json"):
-        data = json.loads(path.read_text())
-        # each benchmark's own, in a column of its row; the build's and set-up caches' apart
-        column = list(data.get("result_columns") or COLUMNS).index("duration")
-        for row in (data.get("results") or {}).values():
-            cell = row[column] if len(row) > column else None
-            cells = cell if isinstance(cell, list) else [cell]
-            total += sum(float(value) for value in cells if isinstance(value, int | float))
-        total += sum(float(seconds) for seconds in (data.get("durations") or {}).values())
-    return (total, commit) if total > 0 else None
+#: Seconds of a profile benchmark's process on a thread setting other than 1,
+#: where it skips at once (the profile classes measure on one thread only).
+SKIPPED_PROCESS_SECONDS = 0.02
 
 
-def planned_processes(benchmark_dir: Path, environments: int, bench: str | None = None) -> int:
-    """Benchmark processes of one asv run: each benchmark (whose name
-    ``bench``, asv's ``-b`` regex, finds) at each combination of its
-    parameters, in each environment."""
+def benchmark_processes(benchmark_dir: Path, bench: str | None = None) -> dict[str, int]:
+    """{benchmark name: its processes in one environment}: each benchmark
+    (whose name ``bench``, asv's ``-b`` regex, finds) at each combination of
+    its parameters."""
     from asv_runner.discovery import disc_benchmarks
 
     benchmark_dir = Path(benchmark_dir).resolve()
     sys.path.insert(0, str(benchmark_dir.parent))  # asv imports the suite by its folder's name
     try:
-        count = sum(math.prod(len(values) for values in benchmark.params)
-                    for benchmark in disc_benchmarks(str(benchmark_dir))
-                    if bench is None or re.search(bench, benchmark.name))  # fmt: skip
+        return {benchmark.name: math.prod(len(values) for values in benchmark.params)
+                for benchmark in disc_benchmarks(str(benchmark_dir))
+                if bench is None or re.search(bench, benchmark.name)}  # fmt: skip
     finally:
         sys.path.remove(str(benchmark_dir.parent))
-    return count * environments
 
 
-def main_job_seconds(results_dir: Path, machine: str, benchmark_dir: Path, environments: int,
-                     built: bool, bench: str | None = None) -> tuple[float, str]:  # fmt: skip
-    """The estimate, and what it rests on, in words."""
-    last = last_run_seconds(results_dir, machine)
+@dataclass
+class LastRun:
+    """What asv recorded of the newest commit with results on a machine."""
+
+    commit: str
+    #: {(LENSKERN_NUM_THREADS, benchmark name): seconds}
+    benchmarks: dict[tuple[str, str], float]
+    #: the rest: the environment's build, the set-up caches
+    other_seconds: float
+
+
+def last_run(results_dir: Path, machine: str) -> LastRun | None:
+    """asv's durations of the newest commit with results on ``machine``."""
+    files = sorted((Path(results_dir) / machine).glob("*-*.json"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return None
+    commit = files[-1].name.split("-", 1)[0]
+    found, other = {}, 0.0
+    for path in (Path(results_dir) / machine).glob(f"{commit}-*.json"):
+        data = json.loads(path.read_text())
+        threads = (data.get("env_vars") or {}).get("LENSKERN_NUM_THREADS", "unpinned")
+        # each benchmark's own, in a column of its row; the build's and set-up caches' apart
+        column = list(data.get("result_columns") or COLUMNS).index("duration")
+        for name, row in (data.get("results") or {}).items():
+            cell = row[column] if len(row) > column else None
+            cells = cell if isinstance(cell, list) else [cell]
+            found[threads, name] = sum(float(value) for value in cells if isinstance(value, int | float))
+        other += sum(float(seconds) for seconds in (data.get("durations") or {}).values())
+    return LastRun(commit, found, other)
+
+
+def expected_seconds(processes: dict[str, int], settings: list[str],
+                     last: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:  # fmt: skip
+    """Each benchmark's seconds on each thread setting: as long as it took in
+    ``last`` (:func:`last_durations`) where it ran there, else its processes
+    at :data:`PROCESS_SECONDS` (at :data:`SKIPPED_PROCESS_SECONDS` for a
+    profile class off one thread). Drives the main job's progress bar."""
+    expected = {}
+    for threads in settings:
+        for name, count in processes.items():
+            skips = threads != "1" and name.rpartition(".")[0].endswith(PROFILE)
+            each = SKIPPED_PROCESS_SECONDS if skips else PROCESS_SECONDS
+            expected[threads, name] = last.get((threads, name), count * each)
+    return expected
+
+
+def thread_settings(config: dict) -> list[str]:
+    """The LENSKERN_NUM_THREADS values of asv's matrix, in asv's order (["unpinned"] if none)."""
+    for group in (config.get("matrix") or {}).values():
+        if isinstance(group, dict) and "LENSKERN_NUM_THREADS" in group:
+            return [str(value) for value in group["LENSKERN_NUM_THREADS"]]
+    return ["unpinned"]
+
+
+def main_job(results_dir: Path, machine: str, benchmark_dir: Path, settings: list[str], built: bool,
+             bench: str | None = None) -> tuple[float, str, dict[tuple[str, str], float]]:  # fmt: skip
+    """The main job's asv run estimated: its seconds, what they rest on in
+    words, and :func:`expected_seconds` (the progress bar's units)."""
+    processes = benchmark_processes(benchmark_dir, bench)
+    last = last_run(results_dir, machine)
+    expected = expected_seconds(processes, settings, last.benchmarks if last else {})
+    seconds = sum(expected.values())
     if last is not None:
-        seconds, commit = last
-        return seconds, f"this machine's last main job (commit {commit}) took as long"
-    processes = planned_processes(benchmark_dir, environments, bench)
-    seconds = processes * PROCESS_SECONDS + (0.0 if built else BUILD_SECONDS)
-    how = f"{processes:,} benchmark processes at ~{PROCESS_SECONDS:g} s each on a 2-core machine"
-    return seconds, how + ("" if built else ", and building asv's environment")
-
-
-def environments(config: dict) -> int:
-    """asv's environments of a config: one per combination of its matrix's values."""
-    matrix = config.get("matrix") or {}
-    axes = [values for group in matrix.values() if isinstance(group, dict) for values in group.values()]
-    return max(1, len(list(itertools.product(*axes))))
+        return seconds + last.other_seconds, f"this machine's last main job (commit {last.commit})", expected
+    count = sum(processes.values()) * len(settings)
+    how = f"{count:,} benchmark processes at ~{PROCESS_SECONDS:g} s each on a 2-core machine"
+    if built:
+        return seconds, how, expected
+    return seconds + BUILD_SECONDS, how + ", and building asv's environment", expected
