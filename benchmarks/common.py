@@ -92,6 +92,16 @@ import lenskern as lk  # noqa: E402, I001
 import numpy as np  # noqa: E402
 from lenskern import problems, registry  # noqa: E402
 
+# JAX takes a second to import, in each of the hundred-odd processes of a run
+# that use it: the forkserver imports it once, after lenskern set XLA's
+# thread count, and every process starts with it. Importing it starts no
+# thread and no device (those start at the first computation, in the
+# process); Numba stays unloaded (the cache folder above).
+try:
+    import jax  # noqa: E402, F401
+except ImportError:  # an environment without JAX: its implementations are n/a
+    pass
+
 
 def record_imported_commit() -> None:
     """Append which commit this process's lenskern was built from, next to the

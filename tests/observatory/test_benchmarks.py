@@ -194,13 +194,18 @@ def test_peak_memory_is_the_calls_own_in_pages():
     assert touched % 4096 == 0
 
 
-def test_importing_the_suite_loads_no_jit_library():
+def test_importing_the_suite_loads_jax_but_not_numba():
     """Each benchmark picks its Numba cache folder (its own, or the run's
     shared one) in setup: that works only if the forkserver that imported
-    the suite had not loaded Numba yet."""
-    script = ("import sys; sys.path.insert(0, sys.argv[1]); import benchmarks.curvature, "
+    the suite had not loaded Numba yet. JAX, a second to import, is loaded
+    once there, after lenskern set its thread count, with no thread started."""
+    script = ("import sys, threading; sys.path.insert(0, sys.argv[1]); import benchmarks.curvature, "
               "benchmarks.offsets, benchmarks.likelihood, benchmarks.examples, benchmarks.stream, "
-              "benchmarks.device; print(sorted({'numba', 'jax'} & set(sys.modules)))")  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", script, str(ROOT)],
+              "benchmarks.device; import os; print(sorted({'numba', 'jax'} & set(sys.modules)), "
+              "threading.active_count(), os.environ.get('XLA_FLAGS', ''))")  # fmt: skip
+    env = dict(os.environ, LENSKERN_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", script, str(ROOT)], env=env,
                           capture_output=True, text=True, check=True)  # fmt: skip
-    assert done.stdout.strip() == "[]"
+    # JAX and not Numba; one thread (the main one); XLA's thread count set before
+    out = done.stdout
+    assert out.startswith("['jax'] 1 ") and "intra_op_parallelism_threads=1" in out, out
