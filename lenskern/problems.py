@@ -39,8 +39,13 @@ _OPTIONS = {"N", "shape_native", "K", "B", "P", "S"} | set(_DEFAULTS)
 
 
 class Problem(dict):
-    """Canonical inputs by name (pass as ``**problem``), plus ``sizes``:
-    M, K, S, B, P, Ny, Nx and the options the problem was made with."""
+    """Canonical inputs by name (pass as ``**problem``), as :func:`make_problem` makes them.
+
+    Attributes
+    ----------
+    sizes
+        M, K, S, B, P, Ny, Nx and the options the problem was made with.
+    """
 
     sizes: dict[str, Any]
 

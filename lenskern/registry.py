@@ -215,6 +215,27 @@ class Implementation:
     ``function`` takes canonical inputs (SPEC section 1, or earlier kernels'
     outputs) by keyword and assumes they were validated; calling the
     Implementation validates first, so bad input never reaches compiled code.
+
+    Attributes
+    ----------
+    kernel, backend, algorithm
+        What it computes and how: its name is ``backend.algorithm``.
+    function
+        The backend's function, for validated inputs only.
+    inputs
+        The canonical inputs it takes, by name (``bind`` picks them from a
+        problem).
+    cost
+        Its declared cost model (flops and bytes from the sizes), which
+        ``estimate`` turns into seconds and the benchmarks use to skip
+        calls that would take minutes.
+    device
+        ``"cpu"`` or ``"gpu"``.
+    oracle
+        Whether large tiers check the others against it.
+    memory
+        Bytes of temporaries from the checked inputs, where the sizes alone
+        do not set them.
     """
 
     kernel: str
@@ -427,7 +448,25 @@ def implementation(kernel: str, name: str) -> Implementation:
 
 
 def implementations(kernel: str) -> Implementations:
-    """All registered implementations of ``kernel`` that can run here."""
+    """All registered implementations of ``kernel`` that can run here.
+
+    Parameters
+    ----------
+    kernel
+        A kernel's name, one of ``lk.NAMES`` (``"curvature_matrix"``).
+
+    Returns
+    -------
+    Implementations
+        ``{"backend.algorithm": Implementation}`` in registration order, and
+        ``missing``: ``{backend: why it has none here}`` (not installed, no
+        GPU, or no implementation of this kernel, with the reason).
+
+    Raises
+    ------
+    ValueError
+        If ``kernel`` is not a kernel's name (the message lists them).
+    """
     _check_kernel(kernel)
     load_backends()
     found = Implementations(_REGISTRY[kernel])

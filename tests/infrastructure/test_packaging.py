@@ -27,3 +27,24 @@ def test_console_scripts_are_the_python_m_commands(script, target):
 
 def test_annotations_ship_with_the_package():
     assert importlib.resources.files("lenskern").joinpath("py.typed").is_file()
+
+
+def test_the_public_api_documents_its_parameters_in_numpydoc():
+    """Every callable ``lk.__all__`` exports: a function says its
+    Parameters and Returns (and Raises where it refuses input), a class its
+    Parameters or its Attributes, in numpydoc's sections."""
+    import inspect
+
+    import lenskern as lk
+
+    def sections(obj) -> set[str]:
+        doc = inspect.getdoc(obj) or ""
+        return {name for name in ("Parameters", "Returns", "Raises", "Attributes")
+                if f"\n{name}\n{'-' * len(name)}\n" in f"\n{doc}\n"}  # fmt: skip
+
+    for name in lk.__all__:
+        obj = getattr(lk, name)
+        if inspect.isfunction(obj):
+            assert {"Parameters", "Returns"} <= sections(obj), name
+        elif inspect.isclass(obj):
+            assert sections(obj) & {"Parameters", "Attributes"}, name
