@@ -52,6 +52,8 @@ RECOMMENDED = {
         "reference.loop",
     ),
     "regularization_matrix": ("numba.loop", "numpy.scatter", "jax.scatter", "reference.loop"),
+    # Numba's Cholesky leads at small's S = 128 only (on both thread
+    # settings); LAPACK from S = 256 up, 1.25-1.6x (session note of issue 22).
     "reconstruction": ("numpy.cholesky", "numba.cholesky", "jax.cholesky", "reference.cholesky"),
     "noise_normalization": ("numpy.vector", "numba.loop", "jax.vector", "reference.loop"),
     "log_evidence": (
