@@ -116,6 +116,8 @@ def run(machine: str, tier: str, counts: bool = False) -> None:
     commit = _head()
     _step(f"machine {machine!r} (asv machine, with its GPU model)")
     machines.record(machine)
+    if machines.join_history():
+        print(f"results: every machine's history from the {machines.BRANCH} branch, in {RESULTS}", flush=True)
     os.environ["LENSKERN_BENCH_TIERS"] = tier
     bench = None if counts else WITHOUT_COUNTS
     seconds, basis, expected = _estimate(machine, bench)

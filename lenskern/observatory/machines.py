@@ -95,6 +95,21 @@ def checkout(remote: str = "origin") -> Path:
     return RESULTS
 
 
+def join_history(remote: str = "origin") -> Path | None:
+    """:func:`checkout`, from the clone's own copy of the remote's results
+    branch, where it has one and no results of its own yet, so a first run's site shows every
+    machine's history beside it; None (nothing touched) otherwise."""
+    if RESULTS.exists():
+        return None
+    ref = f"refs/remotes/{remote}/{BRANCH}"
+    if _git("rev-parse", "--verify", "--quiet", ref, check=False).returncode != 0:
+        return None
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    # the branch as the clone knows it: no network needed (push fetches first)
+    _git("worktree", "add", "-B", BRANCH, str(RESULTS), ref)
+    return RESULTS
+
+
 #: The one file every machine writes: asv's list of benchmarks, a JSON
 #: object keyed by benchmark name (plus "version"). Machines whose suites
 #: differ (a GPU runner lists device benchmarks a CPU node lacks) change it

@@ -148,3 +148,25 @@ def test_the_observatory_command_line_says_one_line_and_exits_non_zero(tmp_path)
         assert done.returncode == code, (args, done.stderr)
         assert text in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) <= 3, done.stderr  # argparse adds its usage lines
+
+
+def test_a_first_run_joins_the_results_branch_only_where_the_clone_knows_it(origin, monkeypatch):
+    """A fresh clone of a repository whose machines share results starts
+    with their history (the site has lines at once); a clone without the
+    branch, or one with results of its own, is left as it is."""
+    lonely = clone(origin, "lonely")
+    monkeypatch.chdir(lonely)
+    assert machines.join_history() is None and not machines.RESULTS.exists()
+
+    node = clone(origin, "node")
+    monkeypatch.chdir(node)
+    machines.checkout()
+    (machines.RESULTS / "node-128c").mkdir()
+    (machines.RESULTS / "node-128c" / "machine.json").write_text(json.dumps({"machine": "node-128c"}))
+    assert machines.push("node-128c results")
+
+    newcomer = clone(origin, "newcomer")  # a clone made after the branch exists knows it
+    monkeypatch.chdir(newcomer)
+    results = machines.join_history()
+    assert results is not None and (results / "node-128c" / "machine.json").is_file()
+    assert machines.join_history() is None  # results of its own now: untouched
