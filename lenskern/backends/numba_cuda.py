@@ -126,12 +126,19 @@ def device_parts(function, device: str):
     return getattr(function, "parts", None)
 
 
+def device_memory(device: str):
+    """(reset, peak) of :data:`MEMORY`, the count of this module's device
+    arrays: a new peak from the bytes alive, and the bytes at the peak."""
+    return MEMORY.reset_peak, lambda: MEMORY.peak
+
+
 BACKEND = Backend(
     device="gpu",
     gaps={"data_parts": "no GPU NUFFT here (cuFINUFFT is not a dependency): the stream sums on the CPU's"},
     unavailable=unavailable,
     synchronize=_synchronize,
     device_parts=device_parts,
+    device_memory=device_memory,
 )
 
 
