@@ -653,6 +653,7 @@ def check(
         )
         for record in broken:
             print(f"      FAILED {record['implementation']}: {record['failed'][:300]}", flush=True)
+        failures += [f"{r['implementation']} at {r['tier']}: {r['failed'][:200]}" for r in broken]
         if why:
             failures.append(f"{backend} at {tier or 'every tier'}: {why}")
 
