@@ -43,6 +43,12 @@ class Device(_KernelBenchmark):
             raise NotImplementedError(f"{self.impl.name}: its backend does not split a call into parts")
         self.to_device, self.call, self.to_host = parts
         self.placed = self.to_device(self.inputs)
+        declared = registry.declaration(self.impl.backend)
+        memory = getattr(declared, "device_memory", None)  # None: a commit before backends counted it
+        self.peak = None
+        if memory is not None:
+            reset, self.peak = memory(self.impl.device)
+            reset()  # where the counter allows: this call's peak, its inputs on the device included
         self.device_result = synchronize(self.call(self.placed))
 
     def time_transfer_in(self, cache, call, tier):
@@ -58,13 +64,13 @@ class Device(_KernelBenchmark):
         self.to_host(self.device_result)
 
     def track_device_peak_bytes(self, cache, call, tier):
-        """Peak device memory of the process after setup's calls, from the
-        device's own counters (JAX's memory statistics)."""
-        import jax
-
-        stats = jax.devices(self.impl.device)[0].memory_stats() or {}
-        if "peak_bytes_in_use" not in stats:
-            raise NotImplementedError("this device keeps no peak-memory statistics")
-        return stats["peak_bytes_in_use"]
+        """Peak device memory of setup's call on placed inputs, from the count
+        the backend declares (``registry.Backend.device_memory``): numba_cuda's
+        count of its arrays, restarted before the call; JAX's memory
+        statistics, the process's high-water mark."""
+        peak = self.peak() if self.peak is not None else None
+        if peak is None:
+            raise NotImplementedError("this device keeps no count of its memory")
+        return peak
 
     track_device_peak_bytes.unit = "bytes"

@@ -80,6 +80,11 @@ class Backend:
     #: ``device_parts(function, device) -> (to_device, call, to_host) | None``:
     #: a call split into transfers and kernel, for the device benchmarks.
     device_parts: Callable[[Callable, str], Any] | None = field(default=None, repr=False)
+    #: ``device_memory(device) -> (reset, peak) | None``: the device's own
+    #: count of memory, for the device benchmarks: ``reset()`` starts a new
+    #: peak where the counter allows one, ``peak()`` gives its bytes (None
+    #: where the device keeps no count).
+    device_memory: Callable[[str], Any] | None = field(default=None, repr=False)
 
 
 _PACKAGE = "lenskern.backends"

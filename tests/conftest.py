@@ -15,7 +15,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 import lenskern as lk
-from lenskern import registry
+from lenskern.agreement import (  # noqa: F401  the tests' names for lenskern's agreement check
+    EDGE_SIZES,
+    ROUNDING_PER_CONDITION,
+    assert_agrees,
+    edge_problem,
+    with_intermediates,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,57 +40,6 @@ settings.load_profile("lenskern")
 def reference_impl(kernel: str) -> lk.Implementation:
     (impl,) = [i for i in lk.implementations(kernel).values() if i.backend == "reference"]
     return impl
-
-
-def with_intermediates(problem: dict) -> dict:
-    """The problem plus every intermediate output, each from the reference."""
-    inputs = dict(problem)
-    for kernel in registry.INTERMEDIATES:
-        inputs[kernel] = reference_impl(kernel)(**inputs)
-    return inputs
-
-
-#: Relative rounding error of a linear solve or a log-determinant per unit of
-#: condition number, with margin over float64's 1.1e-16. The contract's H is
-#: a graph Laplacian plus a 1e-8 ridge, so cond(H) ~ 1e8 c^2 P by construction
-#: and log det H carries ~1e-8 absolute error in any implementation: SPEC's
-#: 1e-9 holds on well-conditioned inputs, and these kernels' tolerance grows
-#: with the condition number beyond that.
-ROUNDING_PER_CONDITION = 1e-14
-
-
-def assert_agrees(kernel: str, got, expected, inputs: dict | None = None, carried: float = 0.0) -> None:
-    """Agreement to the kernel's tolerance (registry.TOLERANCE).
-
-    Arrays compare element-wise with an absolute floor of rtol * max|expected|.
-    The log evidence, a difference of large terms, compares against the size
-    of those terms, plus the log-determinants' conditioning error. ``carried``
-    is an absolute error the result inherits from its inputs (see
-    :func:`evidence_carried_error`), added to the tolerance.
-    """
-    if isinstance(expected, dict):  # a streamed kernel's parts, each to its own kernel's tolerance
-        assert isinstance(got, dict) and got.keys() == expected.keys(), f"{kernel}: parts {list(got)}"
-        for part, value in expected.items():
-            assert_agrees(part if part in registry.TOLERANCE else kernel, got[part], value, None, carried)
-        return
-    rtol = registry.TOLERANCE[kernel]
-    got = np.asarray(got)
-    expected = np.asarray(expected)
-    assert got.dtype == np.float64, f"{kernel}: returned dtype {got.dtype}, expected float64"
-    assert got.shape == expected.shape, f"{kernel}: shape {got.shape}, expected {expected.shape}"
-    scale = float(np.abs(expected).max()) if expected.size else 0.0
-    atol = rtol * scale
-    if kernel in ("reconstruction", "log_evidence") and inputs is not None:
-        h = inputs["regularization_matrix"]
-        cond_fh = np.linalg.cond(inputs["curvature_matrix"] + h)
-        if kernel == "reconstruction":
-            rtol = max(rtol, ROUNDING_PER_CONDITION * cond_fh)
-            atol = rtol * scale
-        else:
-            chi2 = float(np.sum(np.abs(inputs["visibilities"]) ** 2 / inputs["noise"] ** 2))
-            atol = rtol * max(scale, chi2) + ROUNDING_PER_CONDITION * (np.linalg.cond(h) + cond_fh)
-    atol += carried
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol, err_msg=kernel)
 
 
 def evidence_carried_error(inputs: dict, like: lk.Likelihood) -> float:
@@ -142,21 +97,9 @@ def problems(draw, **bounds) -> lk.Problem:
     return lk.make_problem(draw(problem_sizes(**bounds)), seed=draw(st.integers(0, 2**16)))
 
 
-#: Fixed edge problems that every implementation must get right.
-EDGE_SIZES = {
-    "M=1": dict(shape_native=(1, 1), K=5, S=3, B=2, P=2),
-    "K=1": dict(shape_native=(3, 4), K=1, S=4, B=2, P=2),
-    "S=1": dict(shape_native=(3, 3), K=6, S=1, B=1, P=1),
-    "B=1": dict(shape_native=(4, 3), K=7, S=5, B=1, P=3),
-    "non-square": dict(shape_native=(2, 7), K=9, S=6, B=3, P=3, mask="full"),
-    "annulus": dict(shape_native=(7, 6), K=8, S=7, B=3, P=4, mask="annulus"),
-    "tiny": dict(preset="tiny"),
-}
-
-
 @pytest.fixture(scope="session", params=list(EDGE_SIZES))
 def edge_inputs(request) -> dict:
-    return with_intermediates(lk.make_problem(EDGE_SIZES[request.param], seed=1))
+    return with_intermediates(edge_problem(request.param))
 
 
 def all_implementations(kernels=lk.NAMES) -> list:

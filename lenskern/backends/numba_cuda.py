@@ -8,16 +8,29 @@ complex128), so the kernels check nothing, but every ``-1`` padding slot of
 ``pix_indexes`` and ``neighbors`` is skipped explicitly: compiled code
 indexes like NumPy, so -1 would silently reach the last element.
 
-Transfers are explicit. A wrapper copies the inputs its kernels read to the
-device with ``cuda.to_device``, allocates outputs there with
-``cuda.device_array`` (zeroed by :func:`_zeros` where a kernel accumulates
-into them) and copies the result back with ``copy_to_host``. Kernels that
-feed each other inside one wrapper (w_tilde's offset table, the log
-evidence's F, H and their factors) keep their intermediates on the device.
-Index bookkeeping that is O(M B) and sequential by nature (T regrouped by
-source pixel, the pixels' linear positions in the offset table) is done on
-the host with NumPy before the copy, as a sparse library converts indexes
-before a launch.
+Transfers are explicit, and each registered call is three parts
+(:func:`_parts`), which the device benchmarks time apart
+(:func:`device_parts`, as ``jax_gpu``'s): the inputs placed on the device
+(``cuda.to_device``), the launches on device-resident arguments, which
+leave their result on the device, and the copy back (``copy_to_host``, after
+``cuda.synchronize()``). Kernels that feed each other inside one call
+(w_tilde's offset table, the log evidence's F, H and their factors) keep
+their intermediates on the device. Index bookkeeping that is O(M B) and
+sequential by nature (T regrouped by source pixel, the pixels' linear
+positions in the offset table) is done on the host with NumPy while the
+inputs are placed, as a sparse library converts indexes before a launch.
+
+Device memory: every device array of this module is allocated by
+:func:`_to_device` or :func:`_empty` (outputs zeroed by :func:`_zeros` where a
+kernel accumulates into them), which count its bytes in :data:`MEMORY` until
+the array is released: live bytes and their peak, per call when reset
+before it. The count is the module's own, not an External Memory Management
+plugin's: Numba's simulator has no memory managers to plug into
+(``NUMBA_ENABLE_CUDASIM=1`` hands out NumPy arrays), so only a count at the
+allocation helpers is the same on a GPU and on the simulator the tests run.
+It leaves out what Numba allocates itself (a context's own memory, kernels'
+local memory) and that Numba frees device memory late, in batches: the
+driver may hold more than the count says, never less of lenskern's arrays.
 
 Launches use the configurations named below (:data:`THREADS`,
 :data:`MAX_BLOCKS`, :data:`THREADS_2D`, :data:`MAX_BLOCKS_2D`,
@@ -43,7 +56,12 @@ where ``numba.cuda`` finds no GPU (the simulator counts as one).
 
 from __future__ import annotations
 
+import inspect
 import math
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -97,11 +115,30 @@ def _synchronize(result) -> None:
     cuda.synchronize()
 
 
+def device_parts(function, device: str):
+    """A registered call split into its three parts, for the benchmarks that
+    time transfers apart from the kernel (the registry asks, as of every
+    backend's ``device_parts``): ``to_device(inputs)``, the inputs placed on
+    the device (index bookkeeping included; copies are synchronous);
+    ``call(placed)``, the launches, their result left on the device and not
+    waited on; ``to_host(result)``, waited on and copied back as the whole
+    call returns it. None for a function that is not this module's kernel."""
+    return getattr(function, "parts", None)
+
+
+def device_memory(device: str):
+    """(reset, peak) of :data:`MEMORY`, the count of this module's device
+    arrays: a new peak from the bytes alive, and the bytes at the peak."""
+    return MEMORY.reset_peak, lambda: MEMORY.peak
+
+
 BACKEND = Backend(
     device="gpu",
     gaps={"data_parts": "no GPU NUFFT here (cuFINUFFT is not a dependency): the stream sums on the CPU's"},
     unavailable=unavailable,
     synchronize=_synchronize,
+    device_parts=device_parts,
+    device_memory=device_memory,
 )
 
 
@@ -128,6 +165,88 @@ def _host(device_array) -> np.ndarray:
     return device_array.copy_to_host()
 
 
+class DeviceMemory:
+    """Bytes of the device arrays this module allocated that are still alive,
+    and their peak since :meth:`reset_peak` (see the module docstring for
+    what the count covers)."""
+
+    def __init__(self) -> None:
+        self.in_use = 0
+        self.peak = 0
+        # finalizers run wherever the last reference goes (the simulator's
+        # threads, a garbage collection): the two counters change together
+        self._lock = threading.Lock()
+
+    def allocated(self, array):
+        """Count ``array`` until it is released; returns it."""
+        size = int(array.nbytes)
+        with self._lock:
+            self.in_use += size
+            self.peak = max(self.peak, self.in_use)
+        weakref.finalize(array, self._released, size)
+        return array
+
+    def _released(self, size: int) -> None:
+        with self._lock:
+            self.in_use -= size
+
+    def reset_peak(self) -> int:
+        """Start a new peak from the bytes alive now; returns them."""
+        with self._lock:
+            self.peak = self.in_use
+            return self.in_use
+
+
+#: The device memory of this module's arrays: ``MEMORY.reset_peak()`` before
+#: a call, ``MEMORY.peak`` after it is the call's peak in bytes, inputs on
+#: the device included.
+MEMORY = DeviceMemory()
+
+
+def _to_device(array: np.ndarray):
+    """A copy of the host ``array`` on the device, counted in :data:`MEMORY`."""
+    return MEMORY.allocated(cuda.to_device(np.ascontiguousarray(array)))
+
+
+def _empty(shape, dtype=np.float64):
+    """An uninitialised device array, counted in :data:`MEMORY`."""
+    return MEMORY.allocated(cuda.device_array(shape, dtype=dtype))
+
+
+def _place(**inputs) -> dict[str, Any]:
+    """Every array input copied to the device; scalars as they are."""
+    return {name: _to_device(v) if isinstance(v, np.ndarray) else v for name, v in inputs.items()}
+
+
+def _parts(place: Callable[..., dict] | None = None, finish: Callable[[np.ndarray], Any] | None = None):
+    """The decorated function, which launches kernels on device-resident
+    arguments and returns its result on the device, as a registered call:
+    ``place(**inputs)`` (default: :func:`_place`) makes its arguments from
+    the host inputs, and ``finish`` turns the copied-back result into what
+    the call returns (default: the array itself). The call's inputs are
+    ``place``'s parameters, or the decorated function's own where every input
+    is merely copied; it keeps the decorated function's name and docstring,
+    and carries the three parts as ``parts`` (:func:`device_parts`)."""
+
+    def decorate(launch: Callable) -> Callable:
+        placing = place or _place
+
+        def to_host(result):
+            host = _host(result)
+            return finish(host) if finish else host
+
+        def call(**inputs):
+            return to_host(launch(**placing(**inputs)))
+
+        call.__signature__ = inspect.signature(place or launch)
+        for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(call, attribute, getattr(launch, attribute))
+        call.parts = (lambda inputs: placing(**inputs), lambda placed: launch(**placed), to_host)
+        return call
+
+    return decorate
+
+
 @cuda.jit(cache=True)
 def _zero_1d(out):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
@@ -145,7 +264,7 @@ def _zero_2d(out):
 
 def _zeros(shape):
     """A float64 device array filled with zeros by a kernel (no host copy)."""
-    out = cuda.device_array(shape, dtype=np.float64)
+    out = _empty(shape)
     if len(out.shape) == 1:
         _zero_1d[_blocks(out.shape[0]), THREADS](out)
     else:
@@ -182,9 +301,8 @@ def _inverse_variance(noise, out):
 
 
 def _device_inverse_variance(noise):
-    d_noise = cuda.to_device(noise)
-    inverse = cuda.device_array(noise.shape[0], dtype=np.float64)
-    _inverse_variance[_blocks(noise.shape[0]), THREADS](d_noise, inverse)
+    inverse = _empty(noise.shape[0])
+    _inverse_variance[_blocks(noise.shape[0]), THREADS](noise, inverse)
     return inverse
 
 
@@ -250,21 +368,22 @@ def _device_offsets(uv, noise, pixel_scale, shape_native):
     """The offset table on the device (see w_offsets_direct)."""
     ny, nx = (int(n) for n in shape_native)
     inverse = _device_inverse_variance(noise)
-    table = cuda.device_array((2 * ny - 1, 2 * nx - 1), dtype=np.float64)
+    table = _empty((2 * ny - 1, 2 * nx - 1))
     half = nx + (ny - 1) * (2 * nx - 1)
     scale = TWO_PI * pixel_scale * ARCSEC_TO_RADIANS
-    _w_offsets_half[_blocks(half), THREADS](cuda.to_device(uv), inverse, scale, ny, nx, table)
+    _w_offsets_half[_blocks(half), THREADS](uv, inverse, scale, ny, nx, table)
     return table
 
 
 def _device_gather(d_table, native_index):
     m_count = native_index.shape[0]
-    w = cuda.device_array((m_count, m_count), dtype=np.float64)
-    _gather[_blocks_2d(m_count, m_count), THREADS_2D](d_table, cuda.to_device(native_index), w)
+    w = _empty((m_count, m_count))
+    _gather[_blocks_2d(m_count, m_count), THREADS_2D](d_table, native_index, w)
     return w
 
 
 @implements("w_tilde", "direct", Cost("trig", lambda M, K, **_: M * (M + 1) / 2 * K))
+@_parts()
 def w_tilde_direct(grid, uv, noise):
     """Direct sum over K per pixel pair, one thread per pair of the upper triangle.
 
@@ -278,14 +397,13 @@ def w_tilde_direct(grid, uv, noise):
     """
     m_count = grid.shape[0]
     inverse = _device_inverse_variance(noise)
-    w = cuda.device_array((m_count, m_count), dtype=np.float64)
-    _w_tilde_direct[_blocks_2d(m_count, m_count), THREADS_2D](
-        cuda.to_device(grid), cuda.to_device(uv), inverse, w
-    )
-    return _host(w)
+    w = _empty((m_count, m_count))
+    _w_tilde_direct[_blocks_2d(m_count, m_count), THREADS_2D](grid, uv, inverse, w)
+    return w
 
 
 @implements("w_tilde", "offsets", Cost("trig", lambda Ny, Nx, K, **_: 2 * Ny * Nx * K))
+@_parts()
 def w_tilde_offsets(uv, noise, pixel_scale, shape_native, native_index):
     """W gathered from the half offset table, both on the device: K cosines per offset.
 
@@ -296,10 +414,11 @@ def w_tilde_offsets(uv, noise, pixel_scale, shape_native, native_index):
     on the device.
     """
     d_table = _device_offsets(uv, noise, pixel_scale, shape_native)
-    return _host(_device_gather(d_table, native_index))
+    return _device_gather(d_table, native_index)
 
 
 @implements("w_offsets", "direct", Cost("trig", lambda Ny, Nx, K, **_: Ny * (2 * Nx - 1) * K))
+@_parts()
 def w_offsets_direct(uv, noise, pixel_scale, shape_native):
     """The seeds' direct table: one thread per offset of the half dr >= 0, summed over K.
 
@@ -310,10 +429,11 @@ def w_offsets_direct(uv, noise, pixel_scale, shape_native):
 
     Cost: (Nx + (Ny-1)(2Nx-1)) K ~ 2 Ny Nx K cosines; memory 4 Ny Nx.
     """
-    return _host(_device_offsets(uv, noise, pixel_scale, shape_native))
+    return _device_offsets(uv, noise, pixel_scale, shape_native)
 
 
 @implements("w_tilde_from_offsets", "gather", Cost("flop", lambda M, **_: M * M))
+@_parts()
 def w_tilde_from_offsets_gather(w_offsets, native_index):
     """W expanded from the offset table, one thread per entry.
 
@@ -323,7 +443,7 @@ def w_tilde_from_offsets_gather(w_offsets, native_index):
 
     Cost: M^2 reads and writes, no arithmetic (bandwidth-bound); memory M^2.
     """
-    return _host(_device_gather(cuda.to_device(w_offsets), native_index))
+    return _device_gather(w_offsets, native_index)
 
 
 # ---------------------------------------------------------------------------
@@ -383,6 +503,7 @@ def _device_data_vector(d_dirty, d_indexes, d_weights, n_sources):
 
 
 @implements("dirty_image", "direct", Cost("trig", lambda M, K, **_: 2 * M * K))
+@_parts()
 def dirty_image_direct(grid, uv, noise, visibilities):
     """Direct sum over K, one thread per pixel.
 
@@ -395,17 +516,16 @@ def dirty_image_direct(grid, uv, noise, visibilities):
     Cost: M K sines and cosines; memory M + 2 K on the device.
     """
     k_count = noise.shape[0]
-    real = cuda.device_array(k_count, dtype=np.float64)
-    imag = cuda.device_array(k_count, dtype=np.float64)
-    _weighted_visibilities[_blocks(k_count), THREADS](
-        cuda.to_device(visibilities), cuda.to_device(noise), real, imag
-    )
-    image = cuda.device_array(grid.shape[0], dtype=np.float64)
-    _dirty_image[_blocks(grid.shape[0]), THREADS](cuda.to_device(grid), cuda.to_device(uv), real, imag, image)
-    return _host(image)
+    real = _empty(k_count)
+    imag = _empty(k_count)
+    _weighted_visibilities[_blocks(k_count), THREADS](visibilities, noise, real, imag)
+    image = _empty(grid.shape[0])
+    _dirty_image[_blocks(grid.shape[0]), THREADS](grid, uv, real, imag, image)
+    return image
 
 
 @implements("mapping_matrix", "scatter", Cost("flop", lambda M, B, S, **_: M * B + M * S))
+@_parts()
 def mapping_matrix_scatter(pix_indexes, pix_weights, n_sources):
     """The dense mapping matrix: zeroed on the device, then one thread per image pixel.
 
@@ -415,13 +535,12 @@ def mapping_matrix_scatter(pix_indexes, pix_weights, n_sources):
     Cost: M S writes to zero T, M B adds; memory M S.
     """
     t = _zeros((pix_indexes.shape[0], n_sources))
-    _mapping_scatter[_blocks(pix_indexes.shape[0]), THREADS](
-        cuda.to_device(pix_indexes), cuda.to_device(pix_weights), t
-    )
-    return _host(t)
+    _mapping_scatter[_blocks(pix_indexes.shape[0]), THREADS](pix_indexes, pix_weights, t)
+    return t
 
 
 @implements("data_vector", "sparse", Cost("flop", lambda M, B, **_: 2 * M * B))
+@_parts()
 def data_vector_sparse(dirty_image, pix_indexes, pix_weights, n_sources):
     """D = T^T d from the sparse mapping by an atomic scatter, never forming T.
 
@@ -432,10 +551,7 @@ def data_vector_sparse(dirty_image, pix_indexes, pix_weights, n_sources):
 
     Cost: M B multiply-adds and atomic adds; memory S.
     """
-    d = _device_data_vector(
-        cuda.to_device(dirty_image), cuda.to_device(pix_indexes), cuda.to_device(pix_weights), n_sources
-    )
-    return _host(d)
+    return _device_data_vector(dirty_image, pix_indexes, pix_weights, n_sources)
 
 
 # ---------------------------------------------------------------------------
@@ -546,28 +662,50 @@ def _symmetrise(g, f):
             f[s, t] = g[s, t] + g[t, s]
 
 
-def _device_curvature(w_offsets, native_index, pix_indexes, pix_weights, n_sources):
-    """F = G + G^T, G = T^T (L + D/2) T, on the device (see curvature_matrix_tiled)."""
+class _Columns(NamedTuple):
+    """The curvature's inputs on the device: the flattened offset table, the
+    pixels' linear positions in it and its centre, and T by columns (CSC)."""
+
+    table: Any
+    lin: Any
+    centre: int
+    start: Any
+    pixel: Any
+    position: Any
+    weight: Any
+    n_sources: int
+
+
+def _place_curvature(w_offsets, native_index, pix_indexes, pix_weights, n_sources) -> dict[str, Any]:
+    """The host's index bookkeeping (O(M B)), then its arrays copied to the device."""
     table, lin, centre = _linear_positions(w_offsets, native_index)
     start, pixel, position, weight = _source_columns(pix_indexes, pix_weights, lin, n_sources)
-    d_start, d_pixel, d_weight = cuda.to_device(start), cuda.to_device(pixel), cuda.to_device(weight)
-    m_count = lin.shape[0]
-    zh = cuda.device_array((m_count, n_sources), dtype=np.float64)
+    columns = _Columns(_to_device(table), _to_device(lin), centre, _to_device(start), _to_device(pixel),
+                       _to_device(position), _to_device(weight), int(n_sources))  # fmt: skip
+    return {"columns": columns}
+
+
+def _device_curvature(columns: _Columns):
+    """F = G + G^T, G = T^T (L + D/2) T, on the device (see curvature_matrix_tiled)."""
+    n_sources = columns.n_sources
+    m_count = columns.lin.shape[0]
+    zh = _empty((m_count, n_sources))
     items = -(-m_count // THREADS) * n_sources
     _curvature_half_products[_blocks(items, 1), THREADS](
-        cuda.to_device(table), cuda.to_device(lin), centre, d_start, d_pixel,
-        cuda.to_device(position), d_weight, zh,
+        columns.table, columns.lin, columns.centre, columns.start, columns.pixel,
+        columns.position, columns.weight, zh,
     )  # fmt: skip
-    g = cuda.device_array((n_sources, n_sources), dtype=np.float64)
-    f = cuda.device_array((n_sources, n_sources), dtype=np.float64)
+    g = _empty((n_sources, n_sources))
+    f = _empty((n_sources, n_sources))
     launch = _blocks_2d(n_sources, n_sources), THREADS_2D
-    _project_columns[launch](d_start, d_pixel, d_weight, zh, g)
+    _project_columns[launch](columns.start, columns.pixel, columns.weight, zh, g)
     _symmetrise[launch](g, f)
     return f
 
 
 @implements("curvature_matrix", "tiled", Cost("flop", lambda M, B, S, **_: M * M * B + 2 * M * B * S))
-def curvature_matrix_tiled(w_offsets, native_index, pix_indexes, pix_weights, n_sources):
+@_parts(place=_place_curvature)
+def curvature_matrix_tiled(columns):
     """F = G + G^T with G = T^T (L + D/2) T, W = L + D + L^T read from the offset table.
 
     See reference.curvature_matrix for the math. Three kernels, W never formed:
@@ -598,8 +736,7 @@ def curvature_matrix_tiled(w_offsets, native_index, pix_indexes, pix_weights, n_
     Cost: M^2 B / 2 + M B S multiply-adds, M^2 B / 2 table reads; memory
     M S (Z_h) + 2 S^2 + 3 M B on the device.
     """
-    f = _device_curvature(w_offsets, native_index, pix_indexes, pix_weights, n_sources)
-    return _host(f)
+    return _device_curvature(columns)
 
 
 # ---------------------------------------------------------------------------
@@ -618,14 +755,17 @@ def _regularization(c2, neighbors, neighbors_sizes, h):
             h[s, n] = -c2
 
 
+def _place_neighbors(coefficient, neighbors, neighbors_sizes) -> dict[str, Any]:
+    """The regularization's inputs on the device."""
+    if neighbors.shape[1] == 0:  # no neighbour slots: keep the device array non-empty, all padding
+        neighbors = np.full((neighbors.shape[0], 1), -1, np.int64)
+    return _place(coefficient=coefficient, neighbors=neighbors, neighbors_sizes=neighbors_sizes)
+
+
 def _device_regularization(coefficient, neighbors, neighbors_sizes):
-    s_count, p_count = neighbors.shape
+    s_count = neighbors.shape[0]
     h = _zeros((s_count, s_count))
-    if p_count == 0:  # no neighbour slots: keep the device array non-empty, all padding
-        neighbors = np.full((s_count, 1), -1, np.int64)
-    _regularization[_blocks(s_count), THREADS](
-        float(coefficient) ** 2, cuda.to_device(neighbors), cuda.to_device(neighbors_sizes), h
-    )
+    _regularization[_blocks(s_count), THREADS](float(coefficient) ** 2, neighbors, neighbors_sizes, h)
     return h
 
 
@@ -703,7 +843,7 @@ def _cholesky_solve(lower, rhs, x):
 def _factor(matrices) -> None:
     """Cholesky-factor each device matrix in place; LinAlgError if one is not
     positive definite (checked on the host before anything reads the factors)."""
-    status = cuda.to_device(np.zeros(len(matrices), np.int64))
+    status = _to_device(np.zeros(len(matrices), np.int64))
     for slot, matrix in enumerate(matrices):
         _cholesky[1, SOLVER_THREADS](matrix, status, slot)
     if _host(status).any():
@@ -748,6 +888,7 @@ def _evidence_sums(source, data, chol_h, chol_fh, out):
 
 
 @implements("regularization_matrix", "loop", Cost("flop", lambda S, P, **_: S * P + S * S))
+@_parts(place=_place_neighbors)
 def regularization_matrix_loop(coefficient, neighbors, neighbors_sizes):
     """The regularization matrix: zeroed on the device, then one thread per source row.
 
@@ -756,10 +897,11 @@ def regularization_matrix_loop(coefficient, neighbors, neighbors_sizes):
 
     Cost: S^2 writes to zero H, S P writes; memory S^2.
     """
-    return _host(_device_regularization(coefficient, neighbors, neighbors_sizes))
+    return _device_regularization(coefficient, neighbors, neighbors_sizes)
 
 
 @implements("reconstruction", "cholesky", Cost("flop", lambda S, **_: S**3 / 3 + 2 * S * S))
+@_parts()
 def reconstruction_cholesky(curvature_matrix, regularization_matrix, data_vector):
     """s = (F + H)^-1 D by a one-block right-looking Cholesky and substitutions.
 
@@ -772,17 +914,20 @@ def reconstruction_cholesky(curvature_matrix, regularization_matrix, data_vector
     steps; memory 2 S^2.
     """
     s_count = data_vector.shape[0]
-    a = cuda.device_array((s_count, s_count), dtype=np.float64)
-    _add[_blocks_2d(s_count, s_count), THREADS_2D](
-        cuda.to_device(curvature_matrix), cuda.to_device(regularization_matrix), a
-    )
+    a = _empty((s_count, s_count))
+    _add[_blocks_2d(s_count, s_count), THREADS_2D](curvature_matrix, regularization_matrix, a)
     _factor([a])
-    source = cuda.device_array(s_count, dtype=np.float64)
-    _cholesky_solve[1, SOLVER_THREADS](a, cuda.to_device(data_vector), source)
-    return _host(source)
+    source = _empty(s_count)
+    _cholesky_solve[1, SOLVER_THREADS](a, data_vector, source)
+    return source
+
+
+def _scalar(host: np.ndarray) -> float:
+    return float(host[0])
 
 
 @implements("noise_normalization", "reduce", Cost("trig", lambda K, **_: K))
+@_parts(finish=_scalar)
 def noise_normalization_reduce(noise):
     """The Gaussian normalisation by a grid-stride sum and block reductions.
 
@@ -793,14 +938,11 @@ def noise_normalization_reduce(noise):
     Cost: K logarithms; memory O(blocks).
     """
     out = _zeros(1)
-    _noise_normalization[_blocks(noise.shape[0]), THREADS](cuda.to_device(noise), out)
-    return float(_host(out)[0])
+    _noise_normalization[_blocks(noise.shape[0]), THREADS](noise, out)
+    return out
 
 
-@implements(
-    "log_evidence", "tiled", Cost("flop", lambda M, B, S, **_: M * M * B + 2 * M * B * S + 2 * S**3 / 3)
-)
-def log_evidence_tiled(
+def _place_evidence(
     w_offsets,
     native_index,
     dirty_image,
@@ -809,6 +951,37 @@ def log_evidence_tiled(
     pix_indexes,
     pix_weights,
     n_sources,
+    neighbors,
+    neighbors_sizes,
+    coefficient,
+) -> dict[str, Any]:
+    """The evidence's inputs on the device: the curvature's and the
+    regularization's, and the arrays its own kernels read."""
+    return {
+        **_place_curvature(w_offsets, native_index, pix_indexes, pix_weights, n_sources),
+        **_place_neighbors(coefficient, neighbors, neighbors_sizes),
+        **_place(dirty_image=dirty_image, visibilities=visibilities, noise=noise, pix_indexes=pix_indexes,
+                 pix_weights=pix_weights),
+    }  # fmt: skip
+
+
+def _evidence(sums: np.ndarray) -> float:
+    """The log evidence from the five device sums (SPEC section 2)."""
+    chi2_data, normalization, s_dot_d, log_det_h, log_det_fh = sums
+    return float(-0.5 * (chi2_data - s_dot_d + normalization) + log_det_h - log_det_fh)
+
+
+@implements(
+    "log_evidence", "tiled", Cost("flop", lambda M, B, S, **_: M * M * B + 2 * M * B * S + 2 * S**3 / 3)
+)
+@_parts(place=_place_evidence, finish=_evidence)
+def log_evidence_tiled(
+    columns,
+    dirty_image,
+    visibilities,
+    noise,
+    pix_indexes,
+    pix_weights,
     neighbors,
     neighbors_sizes,
     coefficient,
@@ -825,22 +998,19 @@ def log_evidence_tiled(
     Cost: M^2 B / 2 + M B S for F, S^3 / 3 per Cholesky (two), K for
     chi2_data; memory M S + 4 S^2 on the device.
     """
-    d_indexes, d_weights = cuda.to_device(pix_indexes), cuda.to_device(pix_weights)
-    data = _device_data_vector(cuda.to_device(dirty_image), d_indexes, d_weights, n_sources)
-    curvature = _device_curvature(w_offsets, native_index, pix_indexes, pix_weights, n_sources)
+    n_sources = columns.n_sources
+    data = _device_data_vector(dirty_image, pix_indexes, pix_weights, n_sources)
+    curvature = _device_curvature(columns)
     h = _device_regularization(coefficient, neighbors, neighbors_sizes)
-    fh = cuda.device_array((n_sources, n_sources), dtype=np.float64)
+    fh = _empty((n_sources, n_sources))
     _add[_blocks_2d(n_sources, n_sources), THREADS_2D](curvature, h, fh)
     _factor([h, fh])
-    source = cuda.device_array(n_sources, dtype=np.float64)
+    source = _empty(n_sources)
     _cholesky_solve[1, SOLVER_THREADS](fh, data, source)
     sums = _zeros(5)
-    _visibility_sums[_blocks(noise.shape[0]), THREADS](
-        cuda.to_device(visibilities), cuda.to_device(noise), sums
-    )
+    _visibility_sums[_blocks(noise.shape[0]), THREADS](visibilities, noise, sums)
     _evidence_sums[_blocks(n_sources), THREADS](source, data, h, fh, sums)
-    chi2_data, normalization, s_dot_d, log_det_h, log_det_fh = _host(sums)
-    return float(-0.5 * (chi2_data - s_dot_d + normalization) + log_det_h - log_det_fh)
+    return sums
 
 
 # ---------------------------------------------------------------------------
@@ -870,6 +1040,7 @@ def _fused_expression(x, out):
 
 
 @implements("quadratic_formula", "grid", Cost("flop", lambda n, **_: 7 * n))
+@_parts()
 def quadratic_formula_grid(a, b, c):
     """The seeds' element-wise formula, one thread per element (grid-stride).
 
@@ -878,14 +1049,13 @@ def quadratic_formula_grid(a, b, c):
 
     Cost: n square roots; 32 n bytes moved on the device, 32 n over the bus.
     """
-    out = cuda.device_array(a.shape[0], dtype=np.float64)
-    _quadratic_formula[_blocks(a.shape[0]), THREADS](
-        cuda.to_device(a), cuda.to_device(b), cuda.to_device(c), out
-    )
-    return _host(out)
+    out = _empty(a.shape[0])
+    _quadratic_formula[_blocks(a.shape[0]), THREADS](a, b, c, out)
+    return out
 
 
 @implements("fma", "grid", Cost("flop", lambda n, W, **_: 2 * W * n))
+@_parts()
 def fma_grid(weights, arrays):
     """The weighted sum, one thread per output element summing over the W arrays.
 
@@ -894,12 +1064,13 @@ def fma_grid(weights, arrays):
 
     Cost: W n multiply-adds; 8 (W + 1) n bytes moved on the device.
     """
-    out = cuda.device_array(arrays.shape[1], dtype=np.float64)
-    _fma[_blocks(arrays.shape[1]), THREADS](cuda.to_device(weights), cuda.to_device(arrays), out)
-    return _host(out)
+    out = _empty(arrays.shape[1])
+    _fma[_blocks(arrays.shape[1]), THREADS](weights, arrays, out)
+    return out
 
 
 @implements("fused_expression", "grid", Cost("trig", lambda n, **_: 3 * n))
+@_parts()
 def fused_expression_grid(x):
     """The fused element-wise expression, one thread per element (grid-stride).
 
@@ -907,6 +1078,6 @@ def fused_expression_grid(x):
 
     Cost: n sin, exp and sqrt; 16 n bytes moved on the device.
     """
-    out = cuda.device_array(x.shape[0], dtype=np.float64)
-    _fused_expression[_blocks(x.shape[0]), THREADS](cuda.to_device(x), out)
-    return _host(out)
+    out = _empty(x.shape[0])
+    _fused_expression[_blocks(x.shape[0]), THREADS](x, out)
+    return out

@@ -24,6 +24,12 @@
 ``peers``    lenskern's fastest against the fastest peer per kernel and tier,
              from the peers' saved results (asv.peers.conf.json): the README's
              "lenskern against what you run today" table.
+``gpu-check``  the GPU runner's check, without asv: the environment, the GPU
+             implementations against the reference, their transfers, kernel
+             and device memory apart at seed-gpu and science beside the CPU
+             on one thread and on all, as asv results and a markdown table in
+             a folder; on Numba's simulator and JAX's CPU at tiny where there
+             is no GPU.
 
 Run from the repository root (where ``asv.conf.json`` is).
 """
@@ -44,6 +50,7 @@ from lenskern.__main__ import program_name
 from lenskern.observatory import (
     alert,
     estimate,
+    gpu_check,
     landing,
     machines,
     nightly,
@@ -270,6 +277,16 @@ def _port(text: str) -> int:
     return port
 
 
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return seconds
+
+
 def _report(results: Path, machine: str, commit: str, tier: str) -> str:
     if not results_by_threads(results, machine, commit):
         known = sorted(p.name for p in results.iterdir() if p.is_dir()) if results.is_dir() else []
@@ -354,7 +371,25 @@ def _main(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
     seeds_parser.add_argument("--machine", default=machines.default_name(), help=MACHINE_HELP)
     seeds_parser.add_argument("--tiers", default="seed-1core,seed-gpu",
                               help="comma list of seed-1core, seed-gpu (default: both)")  # fmt: skip
+    gpu_parser = commands.add_parser("gpu-check", help="the GPU runner's check (the simulator without a GPU)")
+    gpu_parser.add_argument("out", type=Path, help="folder for the results: asv's files and gpu-check.md")
+    gpu_parser.add_argument(
+        "--tier", default=None, help="comma list (default: seed-gpu,science on a GPU, tiny on the simulator)"
+    )
+    gpu_parser.add_argument("--simulator", action="store_true", help="the simulator's path even on a GPU")
+    gpu_parser.add_argument(
+        "--budget",
+        type=_seconds,
+        default=gpu_check.BUDGET_SECONDS,
+        help=f"seconds the whole check may take ({gpu_check.BUDGET_SECONDS:.0f})",
+    )
+    gpu_parser.add_argument("--machine", default=machines.default_name(), help=MACHINE_HELP)
+    gpu_parser.add_argument("--commit", default=None, help="file the results under (default: HEAD)")
     args = parser.parse_args(argv)
+    if args.command == "gpu-check":
+        tiers = [t for t in args.tier.split(",") if t] if args.tier else None
+        raise SystemExit(gpu_check.check(args.out, tiers, True if args.simulator else None, args.budget,
+                                         args.machine, args.commit))  # fmt: skip
     if args.command == "seeds":
         seeds_job(args.machine, [t for t in args.tiers.split(",") if t])
         return

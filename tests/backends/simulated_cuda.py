@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 import lenskern as lk
 from conftest import assert_agrees, problems, reference_impl, with_intermediates
 from lenskern import registry
+from lenskern.problems import make_examples
 
 if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
     pytest.skip("run by test_cuda.py with NUMBA_ENABLE_CUDASIM=1", allow_module_level=True)
@@ -195,3 +196,58 @@ def example_inputs(draw) -> dict:
 @given(inputs=example_inputs())
 def test_examples_agree_with_reference(impl, inputs):
     assert_agrees(impl.kernel, impl(**inputs), reference_impl(impl.kernel)(**inputs))
+
+
+PARTS_INPUTS = {**with_intermediates(lk.make_problem("tiny")), **make_examples("tiny")}
+
+
+@pytest.mark.parametrize("impl", CUDA_IMPLS, ids=_ids(CUDA_IMPLS))
+def test_device_parts_compose_to_the_call(impl):
+    """Placed inputs, the launches and the copy back (what the device
+    benchmarks time apart) give the whole call's answer, bit for bit, and
+    the launches leave their result on the device."""
+    from lenskern.backends import numba_cuda
+
+    parts = registry.declaration("numba_cuda").device_parts(impl.function, impl.device)
+    assert parts is not None, impl.name
+    to_device, call, to_host = parts
+    result = call(to_device(impl.bind(PARTS_INPUTS)))
+    assert not isinstance(result, np.ndarray | float), "the kernel part returns its result on the device"
+    numba_cuda.cuda.synchronize()
+    expected = impl(**PARTS_INPUTS)
+    got = to_host(result)
+    assert type(got) is type(expected)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+
+
+def test_memory_counts_the_arrays_of_a_call():
+    """The module's count of device memory: a call's inputs and output at its
+    peak, and nothing left once the arrays are released."""
+    from lenskern.backends import numba_cuda
+
+    memory = numba_cuda.MEMORY
+    before = memory.in_use
+    impl = registry.implementation("fused_expression", "numba_cuda.grid")
+    to_device, call, to_host = impl.function.parts
+    x = np.linspace(0.0, 3.0, 37)
+    placed = to_device({"x": x})
+    assert memory.reset_peak() == before + x.nbytes
+    result = call(placed)
+    assert memory.peak == before + 2 * x.nbytes  # x and the output, nothing else
+    to_host(result)
+    del placed, result
+    assert memory.in_use == before
+
+
+@pytest.mark.parametrize("impl", KERNEL_IMPLS, ids=_ids(KERNEL_IMPLS))
+def test_memory_peak_of_every_call(impl):
+    """Every kernel's device arrays are counted (a peak at least its output's
+    bytes, with the inputs it placed) and all released when the call returns."""
+    from lenskern.backends import numba_cuda
+
+    memory = numba_cuda.MEMORY
+    before = memory.in_use
+    memory.reset_peak()
+    result = impl(**PARTS_INPUTS)
+    assert memory.peak >= before + np.asarray(result).nbytes + 8, impl.name
+    assert memory.in_use == before, f"{impl.name}: {memory.in_use - before} bytes still counted"

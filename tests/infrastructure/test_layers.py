@@ -17,7 +17,7 @@ LAYERS = (
     "cluster",  # the stream's sums on Dask workers
     "stream | uvfits",  # the data parts summed chunk by chunk; UVFITS files into stores
     "backends",  # the implementations, one module (or package) per backend
-    "store",  # visibilities on disk
+    "store | agreement",  # visibilities on disk; an answer against the reference's, to its tolerance
     "problems | evidence | recommend | chunk",  # inputs generated; evidence from its parts; which impl
     # runs; a chunk of visibilities made ready for a NUFFT
     "registry",  # implementations declared and found

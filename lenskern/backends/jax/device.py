@@ -94,3 +94,17 @@ def device_parts(function, device: str):
             return kernel(**placed)
 
     return to_device, call, np.asarray
+
+
+def device_memory(device: str):
+    """(reset, peak) of the first JAX ``device``'s memory statistics: JAX
+    keeps no peak that can be restarted, so ``reset`` does nothing and
+    ``peak()`` is the device's high-water mark since the process started
+    (None where it keeps no statistics, as on the CPU)."""
+    target = jax.devices(device)[0]
+
+    def peak() -> int | None:
+        stats = target.memory_stats() or {}
+        return stats.get("peak_bytes_in_use")
+
+    return (lambda: None), peak
