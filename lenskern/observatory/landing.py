@@ -193,7 +193,7 @@ def write(html_dir: Path, results_dir: Path) -> Path:
 #: the URL names none, and its log button writes none when switched off: log
 #: becomes the default and "linear" a scale the URL can name. The grid's
 #: thumbnails draw lines only, so a benchmark with one commit looks empty:
-#: they draw each point too.
+#: they draw each point too, below the frame.
 ASV_EDITS = {
     "graphdisplay.js": (
         ("update_state_url({'y-axis-scale': log_scale ? ['log']: []});",
@@ -208,6 +208,10 @@ ASV_EDITS = {
         ("                            lineWidth: 2\n                        },\n",
          "                            lineWidth: 2\n                        },\n"
          "                        points: {show: true, radius: 2},  /* lenskern: one commit shows */\n"),
+        # headroom above the highest point, which would sit on the frame
+        ("                        ticks: [],\n                        min: 0\n",
+         "                        ticks: [],\n                        min: 0,\n"
+         "                        autoscaleMargin: 0.25\n"),
     ),
 }  # fmt: skip
 
