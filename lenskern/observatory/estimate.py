@@ -84,6 +84,12 @@ def last_run(results_dir: Path, machine: str) -> LastRun | None:
     return LastRun(commit, found, other)
 
 
+def _skips(threads: str, name: str) -> bool:
+    """Whether benchmark ``name`` skips at once on ``threads``: a profile
+    class (``<Kernel>Profile``) measures on one thread only."""
+    return threads != "1" and name.rpartition(".")[0].endswith(PROFILE)
+
+
 def expected_seconds(processes: dict[str, int], settings: list[str],
                      last: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:  # fmt: skip
     """Each benchmark's seconds on each thread setting: as long as it took in
@@ -93,8 +99,7 @@ def expected_seconds(processes: dict[str, int], settings: list[str],
     expected = {}
     for threads in settings:
         for name, count in processes.items():
-            skips = threads != "1" and name.rpartition(".")[0].endswith(PROFILE)
-            each = SKIPPED_PROCESS_SECONDS if skips else PROCESS_SECONDS
+            each = SKIPPED_PROCESS_SECONDS if _skips(threads, name) else PROCESS_SECONDS
             expected[threads, name] = last.get((threads, name), count * each)
     return expected
 
@@ -117,8 +122,10 @@ def main_job(results_dir: Path, machine: str, benchmark_dir: Path, settings: lis
     seconds = sum(expected.values())
     if last is not None:
         return seconds + last.other_seconds, f"this machine's last main job (commit {last.commit})", expected
-    count = sum(processes.values()) * len(settings)
-    how = f"{count:,} benchmark processes at ~{PROCESS_SECONDS:g} s each on a 2-core machine"
+    skipping = sum(processes[name] for threads in settings for name in processes if _skips(threads, name))
+    measuring = sum(processes.values()) * len(settings) - skipping
+    how = (f"{measuring:,} benchmark processes at ~{PROCESS_SECONDS:g} s each on a 2-core machine"
+           + (f", {skipping:,} that skip at once" if skipping else ""))  # fmt: skip
     if built:
         return seconds, how, expected
     return seconds + BUILD_SECONDS, how + ", and building asv's environment", expected
