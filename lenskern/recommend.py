@@ -234,7 +234,7 @@ def compute(kernel: str, impl: str | None = None, **inputs: Any) -> Any:
     else:
         found = implementations(kernel)
         if impl not in found:
-            why = found.missing.get(parse_name(impl)[0])
+            why = found.lacking.get(impl) or found.missing.get(parse_name(impl)[0])
             raise ValueError(
                 f"impl: {kernel} has no implementation {impl!r}"
                 + (f" ({why})" if why else f"; available: {sorted(found)}")

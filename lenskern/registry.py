@@ -85,6 +85,11 @@ class Backend:
     #: peak where the counter allows one, ``peak()`` gives its bytes (None
     #: where the device keeps no count).
     device_memory: Callable[[str], Any] | None = field(default=None, repr=False)
+    #: ``lacks(device) -> {algorithm: reason}``: algorithms it defines but
+    #: cannot run on ``device`` here (a library installed without that
+    #: device's build); they are not registered, and the reason is kept in
+    #: :data:`LACKING`.
+    lacks: Callable[[str], Mapping[str, str]] | None = field(default=None, repr=False)
 
 
 _PACKAGE = "lenskern.backends"
@@ -161,6 +166,10 @@ NOT_IMPLEMENTED: dict[tuple[str, str], str] = {}
 
 #: Backends that cannot run here, with the reason.
 UNAVAILABLE: dict[str, str] = {}
+
+#: (kernel, implementation name) defined by a backend that runs here but not
+#: runnable on its device here (``Backend.lacks``), with the reason.
+LACKING: dict[tuple[str, str], str] = {}
 
 
 #: Rough single-core rates of the kinds of operation a cost model counts:
@@ -312,9 +321,12 @@ class Implementation:
 
 class Implementations(dict):
     """``{implementation name: Implementation}`` plus ``missing``:
-    ``{backend: reason}`` for each backend that has none here."""
+    ``{backend: reason}`` for each backend that has none here, and
+    ``lacking``: ``{implementation name: reason}`` for each one its backend
+    defines but cannot run on its device here."""
 
     missing: dict[str, str]
+    lacking: dict[str, str]
 
 
 def _backend_module(module: str) -> str:
@@ -414,7 +426,11 @@ def load_backend(backend: str) -> bool:
             return False
         if declared.synchronize is not None and declared.synchronize not in _SYNCHRONIZERS:
             _SYNCHRONIZERS.append(declared.synchronize)
+        lacking = dict(declared.lacks(declared.device)) if declared.lacks else {}
         for d in definitions:
+            if d.algorithm in lacking:
+                LACKING[(d.kernel, f"{backend}.{d.algorithm}")] = lacking[d.algorithm]
+                continue
             function = declared.on_device(d.function, declared.device) if declared.on_device else d.function
             impl = Implementation(d.kernel, backend, d.algorithm, function, d.inputs, d.cost,
                                   declared.device, d.oracle, d.memory)  # fmt: skip
@@ -447,7 +463,7 @@ def implementation(kernel: str, name: str) -> Implementation:
     if backend in BACKENDS and not load_backend(backend):
         raise ValueError(f"impl: {name} is unavailable here ({UNAVAILABLE[backend]})")
     if name not in _REGISTRY[kernel]:
-        why = NOT_IMPLEMENTED.get((kernel, backend), "not registered")
+        why = LACKING.get((kernel, name)) or NOT_IMPLEMENTED.get((kernel, backend), "not registered")
         raise ValueError(f"impl: {kernel} has no implementation {name!r} ({why})")
     return _REGISTRY[kernel][name]
 
@@ -465,7 +481,9 @@ def implementations(kernel: str) -> Implementations:
     Implementations
         ``{"backend.algorithm": Implementation}`` in registration order, and
         ``missing``: ``{backend: why it has none here}`` (not installed, no
-        GPU, or no implementation of this kernel, with the reason).
+        GPU, or no implementation of this kernel, with the reason), and
+        ``lacking``: ``{"backend.algorithm": why}`` for an implementation its
+        backend defines but cannot run on its device here.
 
     Raises
     ------
@@ -477,6 +495,7 @@ def implementations(kernel: str) -> Implementations:
     found = Implementations(_REGISTRY[kernel])
     found.missing = {b: UNAVAILABLE[b] for b in BACKENDS if b in UNAVAILABLE}
     found.missing.update({b: reason for (k, b), reason in NOT_IMPLEMENTED.items() if k == kernel})
+    found.lacking = {name: reason for (k, name), reason in LACKING.items() if k == kernel}
     return found
 
 

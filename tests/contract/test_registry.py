@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
 
@@ -168,6 +169,63 @@ def test_present_backend_without_its_device_is_absent_with_its_reason(fresh_regi
     assert registry.declared("noise_normalization", "device") == ["device"]
     with pytest.raises(ValueError, match="no gpu in this test"):
         lk.compute("noise_normalization", impl="device.device", noise=np.ones(3))
+
+
+LACKING_BACKEND = '''
+import numpy as np
+
+from lenskern.registry import Backend, Cost, implements
+
+
+def lacks(device):
+    return {"transform": f"this library has no {device} build here"}
+
+
+BACKEND = Backend(device="gpu", lacks=lacks, others="two noise terms only")
+
+
+@implements("noise_normalization", "transform", Cost("flop", lambda K, **_: K))
+def noise_transform(noise):
+    """An algorithm whose library lacks this device here."""
+    raise AssertionError("never called")
+
+
+@implements("noise_normalization", "sum", Cost("flop", lambda K, **_: K))
+def noise_sum(noise):
+    """An algorithm that runs on this device."""
+    return float(np.sum(2 * np.log(2 * np.pi * noise**2)))
+'''
+
+
+def test_an_algorithm_its_library_cannot_run_on_the_device_is_absent_with_its_reason(
+    fresh_registry, monkeypatch, tmp_path
+):
+    """A backend that runs here, one of whose algorithms its library cannot
+    run on the backend's device (jax-finufft's transforms on a GPU without
+    cuFINUFFT), registers the others and keeps that one's reason."""
+    (tmp_path / "lenskern_test_lacking.py").write_text(LACKING_BACKEND)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(fresh_registry, "LACKING", dict(registry.LACKING))
+    fresh_registry.BACKENDS["lacking"] = "lenskern_test_lacking"
+    found = lk.implementations("noise_normalization")
+    assert "lacking.sum" in found and "lacking.transform" not in found
+    assert found.lacking == {"lacking.transform": "this library has no gpu build here"}
+    with pytest.raises(ValueError, match="no gpu build here"):
+        lk.compute("noise_normalization", impl="lacking.transform", noise=np.ones(3))
+
+
+def test_jax_declares_its_nufft_lacking_on_a_gpu_without_cufinufft():
+    """The jax-finufft installed here is the CPU's (its wheels' only build):
+    on a GPU its transforms cannot run, which the jax backends say instead of
+    failing at the call; on the CPU nothing is lacking."""
+    pytest.importorskip("jax_finufft")
+    from lenskern.backends.jax import device
+
+    assert device.lacks("cpu") == {}
+    if importlib.util.find_spec("jax_finufft.jax_finufft_gpu") is None:
+        assert "cuFINUFFT" in device.lacks("gpu")["nufft"]
+    else:
+        assert device.lacks("gpu") == {}
 
 
 PARTIAL_BACKEND = '''

@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 
 from lenskern.backends.jax import examples, kernels, sharding  # noqa: F401  their @implements register them
-from lenskern.backends.jax.device import device_memory, device_parts, on_device, unavailable
+from lenskern.backends.jax.device import device_memory, device_parts, lacks, on_device, unavailable
 from lenskern.backends.jax.differentiable import log_evidence_from_offsets
 from lenskern.registry import Backend
 
@@ -26,6 +26,6 @@ __all__ = ["BACKEND", "log_evidence_from_offsets"]
 #: Written once, registered for two devices: here, and as ``jax_gpu``.
 BACKEND = Backend(threads=("XLA_FLAGS",), unavailable=unavailable, on_device=on_device,
                   synchronize=jax.block_until_ready, device_parts=device_parts,
-                  device_memory=device_memory,
+                  device_memory=device_memory, lacks=lacks,
                   gaps={"data_parts": "the stream sums on the CPU's NUFFT libraries (ducc0, FINUFFT); "
                         "jax-finufft serves the in-memory table and image"})  # fmt: skip

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import importlib.util
 import inspect
 
 import jax
@@ -35,6 +36,21 @@ def unavailable(device: str) -> str | None:
         platforms = sorted({d.platform for d in jax.devices()})
         return f"JAX sees no {device} device here (platforms: {', '.join(platforms)})"
     return None
+
+
+def lacks(device: str) -> dict[str, str]:
+    """The algorithms that cannot run on ``device`` here (the registry asks):
+    jax-finufft's transforms on a GPU need its CUDA build (cuFINUFFT), which
+    its wheels leave out; without it the lowering refuses the GPU at the call."""
+    if device != "gpu":
+        return {}
+    try:
+        found = importlib.util.find_spec("jax_finufft.jax_finufft_gpu")
+    except ImportError:  # jax-finufft itself missing: the call fails at its import, as on the CPU
+        found = None
+    if found is not None:
+        return {}
+    return {"nufft": "jax-finufft here has no CUDA build (cuFINUFFT): its transforms run on the CPU only"}
 
 
 #: The kind of device ("cpu", "gpu") of the call in progress: the sharded
