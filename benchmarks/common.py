@@ -33,11 +33,16 @@ per implementation and thread setting.
 The reference (plain Python) is timed on one thread only, with no warm call;
 its memory, first call and error (zero by definition) are not tracked.
 
-Size tiers: ``small`` by default; ``LENSKERN_BENCH_TIERS`` (comma list of
-``tiny``, ``small``, ``seed-1core``, ``seed-gpu``, ``science``, ``peer-800``) for others.
-The tier ``stream`` is not a problem size: it switches on ``stream.py``'s
-benchmarks (visibilities streamed from a store on disk); the kernels'
-classes show it as n/a.
+Size tiers: every benchmark of a kernel takes every tier of
+:data:`ALL_TIERS` as its ``tier`` parameter, and measures those that
+``LENSKERN_BENCH_TIERS`` selects (comma list; ``small`` by default); the
+others are n/a. Fixed parameters are what let tiers share one result file:
+asv keeps a benchmark's earlier results at the parameters its ``-b`` regex
+leaves out, so a run narrowed to its tiers
+(:func:`lenskern.observatory.suite.tier_regex`, as every observatory command
+narrows it) adds them beside the tiers run before on that commit, instead of
+replacing them. The tier ``stream`` is not a problem size: it switches on
+``stream.py``'s benchmarks (visibilities streamed from a store on disk).
 An implementation whose cost model (``Implementation.cost``, declared with
 it) estimates more than a minute per call at a tier (a second at
 ``small``) is skipped there: asv shows n/a, and :func:`skip_reason` says why.
@@ -129,6 +134,10 @@ def record_imported_commit() -> None:
 
 record_imported_commit()
 
+#: The problem tiers (lenskern.problems.PRESETS, smallest first), written out
+#: because asv runs this suite against older commits, which may lack some.
+ALL_TIERS = ("tiny", "small", "seed-1core", "seed-gpu", "science", "peer-800")
+#: The tiers this run measures.
 TIERS = tuple(t for t in os.environ.get("LENSKERN_BENCH_TIERS", "small").split(",") if t)
 #: The tier that switches on the streaming benchmarks (benchmarks/stream.py).
 STREAM_TIER = "stream"
@@ -162,10 +171,10 @@ def skip_reason(kernel: str, name: str, tier: str) -> str | None:
     return None
 
 
-def skip_stream_tier(tier: str) -> None:
-    """The kernels have no problem at the stream tier: n/a there."""
-    if tier == STREAM_TIER:
-        raise NotImplementedError(f"{STREAM_TIER!r} is benchmarks/stream.py's tier, not a problem size")
+def skip_unselected_tier(tier: str) -> None:
+    """n/a at a tier LENSKERN_BENCH_TIERS does not select."""
+    if tier not in PROBLEM_TIERS:
+        raise NotImplementedError(f"tier {tier!r} not selected (LENSKERN_BENCH_TIERS={','.join(TIERS)})")
 
 
 def suite_inputs(tier: str) -> dict:
@@ -492,7 +501,7 @@ class _KernelBenchmark(abc.ABC):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if isinstance(cls.__dict__.get("kernel"), str):
-            cls.params = [implementation_names(cls.kernel), list(TIERS)]
+            cls.params = [implementation_names(cls.kernel), list(ALL_TIERS)]
 
     def setup_cache(self):
         # Defined once here, so asv keys one cache for the whole suite: every
@@ -509,6 +518,7 @@ class _KernelBenchmark(abc.ABC):
 
     def prepare(self, cache, kernel, implementation_name, tier):
         """Inputs bound, skips decided, the call compiled and warmed."""
+        skip_unselected_tier(tier)
         if LACKS in cache:
             raise NotImplementedError(cache[LACKS])
         try:
@@ -517,7 +527,6 @@ class _KernelBenchmark(abc.ABC):
             raise lacks_feature(error) from None
 
     def _prepare(self, cache, kernel, implementation_name, tier):
-        skip_stream_tier(tier)
         if self.one_thread_only and not one_thread():
             raise NotImplementedError("memory, compilation and error are measured on one thread")
         self.kernel = kernel

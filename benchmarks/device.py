@@ -4,14 +4,14 @@ the result back, and the device's own peak memory. The ``<Kernel>`` classes
 time whole calls, transfers included. n/a on a machine without a GPU.
 
 Best at the ``seed-gpu`` and ``science`` tiers:
-``LENSKERN_BENCH_TIERS=seed-gpu,science asv run HEAD^! -b device``.
+``LENSKERN_BENCH_TIERS=seed-gpu,science asv run HEAD^! -b "^device\\..*'(seed-gpu|science)'\\)$"``.
 """
 
 import importlib
 
 from lenskern import registry
 
-from .common import TIERS, _KernelBenchmark, checkout_facts, manifest, synchronize
+from .common import ALL_TIERS, _KernelBenchmark, checkout_facts, manifest, synchronize
 
 
 def _gpu_calls() -> list[str]:
@@ -26,7 +26,7 @@ class Device(_KernelBenchmark):
 
     kernel = None  # per parameter: the ``call`` names it
     param_names = ["call", "tier"]
-    params = [_gpu_calls() or ["no GPU implementation here"], list(TIERS)]
+    params = [_gpu_calls() or ["no GPU implementation here"], list(ALL_TIERS)]
 
     def setup(self, cache, call, tier):
         if "/" not in call:

@@ -4,7 +4,7 @@ and the log evidence per call of a sampler (``lk.Likelihood``)."""
 import lenskern as lk
 
 from .common import (
-    TIERS,
+    ALL_TIERS,
     TIMER,
     checkout_facts,
     implementation,
@@ -12,7 +12,7 @@ from .common import (
     lacks_feature,
     manifest,
     skip_reason,
-    skip_stream_tier,
+    skip_unselected_tier,
 )
 
 # <Kernel> and <Kernel>Profile for each kernel the registry places here.
@@ -32,7 +32,7 @@ class Likelihood:
     (offset-table curvature, then Cholesky), the others lenskern's."""
 
     param_names = ["implementation", "tier"]
-    params = [_likelihood_curvatures(), list(TIERS)]
+    params = [_likelihood_curvatures(), list(ALL_TIERS)]
     timeout = 600
     warmup_time = 0
     repeat = (1, 5, 10.0)
@@ -41,7 +41,7 @@ class Likelihood:
     timer = staticmethod(TIMER)
 
     def setup(self, implementation_name, tier):
-        skip_stream_tier(tier)
+        skip_unselected_tier(tier)
         implementation("curvature_matrix", implementation_name)  # n/a where it cannot run
         try:
             problem = lk.make_problem(tier)

@@ -126,14 +126,14 @@ def run(machine: str, tier: str, counts: bool = False) -> None:
     if machines.join_history():
         print(f"results: every machine's history from the {machines.BRANCH} branch, in {RESULTS}", flush=True)
     os.environ["LENSKERN_BENCH_TIERS"] = tier
-    bench = None if counts else WITHOUT_COUNTS
+    # at its tiers only: asv keeps what this commit measured at others
+    bench = suite.all_of(suite.tier_regex(tier.split(",")), None if counts else WITHOUT_COUNTS)
     seconds, basis, expected = _estimate(machine, bench)
     _step(
         f"benchmarking HEAD {commit[:8]} at the {tier} tier(s), LENSKERN_NUM_THREADS=1 and all: "
         f"about {max(1, round(seconds / 60))} minutes on this machine ({basis})"
     )
-    narrowed = ["-b", bench] if bench else []
-    code = progress.run_asv(["run", "HEAD^!", "--machine", machine, "--show-stderr", *narrowed], RUN_LOG,
+    code = progress.run_asv(["run", "HEAD^!", "--machine", machine, "--show-stderr", "-b", bench], RUN_LOG,
                             ("building the environment, discovering the suite", "benchmarks"),
                             expected)  # fmt: skip
     site = publish()
@@ -162,9 +162,9 @@ def nightly_job(machine: str, branch: str, cap: int, bench: str | None = None) -
     hashes = Path(".asv") / "nightly-commits.txt"
     hashes.parent.mkdir(exist_ok=True)
     hashes.write_text("\n".join(tonight) + "\n")
-    narrowed = ("--bench", bench) if bench else ()
+    tiers = os.environ.get("LENSKERN_BENCH_TIERS", "small").split(",")
     code = _asv("run", f"HASHFILE:{hashes}", "--machine", machine, "--show-stderr", "--record-samples",
-                *narrowed, check=False)  # fmt: skip
+                "--bench", suite.all_of(suite.tier_regex(tiers), bench), check=False)  # fmt: skip
     if code != 0:
         raise SystemExit(f"asv run exited with status {code}: some benchmarks failed (see above)")
 
@@ -175,9 +175,9 @@ SEEDS = Path(".asv/seeds")
 def seeds_job(machine: str, tiers: list[str]) -> None:
     """Benchmark HEAD's Match and Bonus round kernels at the seeds' tiers.
 
-    Results go to their own folder (asv keeps one parameter set per benchmark
-    and commit, so seed tiers would replace the main job's small tier); the
-    virtualenv is the main job's.
+    Results go to a folder of their own, the seeds' tables and charts beside
+    them, so the main job's site stays the main job's; the virtualenv is the
+    main job's.
     """
     from asv.util import load_json
 
@@ -202,8 +202,9 @@ def seeds_job(machine: str, tiers: list[str]) -> None:
     os.environ["LENSKERN_BENCH_TIERS"] = ",".join(tiers)
     _step(f"benchmarking HEAD {commit[:8]} at {', '.join(tiers)}, one thread and all: seconds per "
           "call, minutes in all (the direct sums that took the seeds hours are skipped)")  # fmt: skip
+    bench = suite.all_of(suite.time_regex(kernels), suite.tier_regex(tiers))
     code = _asv("run", "HEAD^!", "--machine", machine, "--show-stderr", "--config", str(config),
-                "-b", suite.time_regex(kernels), check=False)  # fmt: skip
+                "-b", bench, check=False)  # fmt: skip
     _step("the seeds' tables")
     by_threads = results_by_threads(SEEDS / "results", machine, commit)
     print(seeds.tables(dict.fromkeys(tiers, by_threads), SEEDS), flush=True)

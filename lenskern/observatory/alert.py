@@ -422,8 +422,9 @@ def _compare(base: str, head: str, factor: float, bench: str | None, pinned: Pat
         chosen.counted = [
             c for c in chosen.counted if c in chosen.calls and re.search(bench, _counted_key(c))
         ]
-    bench = bench or chosen.bench()
-    env = dict(os.environ, LENSKERN_BENCH_TIERS=os.environ.get("LENSKERN_BENCH_TIERS", PR_TIER))
+    tiers = os.environ.get("LENSKERN_BENCH_TIERS", PR_TIER)
+    bench = suite.all_of(bench or chosen.bench(), suite.tier_regex(tiers.split(",")))
+    env = dict(os.environ, LENSKERN_BENCH_TIERS=tiers)
     env[counting.CALLS_VARIABLE] = ",".join(chosen.counted)
     print(f"timing {len(chosen.calls)} calls and counting {len(chosen.counted)} of them (each kernel's first "
           f"choice; backends touched: {', '.join(chosen.touched) or 'none'})", flush=True)  # fmt: skip

@@ -9,8 +9,8 @@ machine those processes, not the kernels' calls, are most of the time.
 
 from __future__ import annotations
 
+import itertools
 import json
-import math
 import re
 import sys
 from dataclasses import dataclass
@@ -38,17 +38,25 @@ SKIPPED_PROCESS_SECONDS = 0.011
 
 
 def benchmark_processes(benchmark_dir: Path, bench: str | None = None) -> dict[str, int]:
-    """{benchmark name: its processes in one environment}: each benchmark
-    (whose name ``bench``, asv's ``-b`` regex, finds) at each combination of
-    its parameters."""
+    """{benchmark name: its processes in one environment}: each combination
+    of a benchmark's parameters that ``bench``, asv's ``-b`` regex, finds by
+    the name asv gives it (``area.Class.method('numpy.gemv', 'small')``), as
+    asv selects them; the benchmarks it finds none of are left out."""
     from asv_runner.discovery import disc_benchmarks
 
     benchmark_dir = Path(benchmark_dir).resolve()
     sys.path.insert(0, str(benchmark_dir.parent))  # asv imports the suite by its folder's name
     try:
-        return {benchmark.name: math.prod(len(values) for values in benchmark.params)
-                for benchmark in disc_benchmarks(str(benchmark_dir))
-                if bench is None or re.search(bench, benchmark.name)}  # fmt: skip
+        found = {}
+        for benchmark in disc_benchmarks(str(benchmark_dir)):
+            combinations = itertools.product(*benchmark.params) if benchmark.params else [None]
+            # benchmark.params holds the values' reprs, as asv's names do
+            names = [benchmark.name if reprs is None else f"{benchmark.name}({', '.join(reprs)})"
+                     for reprs in combinations]  # fmt: skip
+            count = sum(1 for name in names if bench is None or re.search(bench, name))
+            if count:
+                found[benchmark.name] = count
+        return found
     finally:
         sys.path.remove(str(benchmark_dir.parent))
 

@@ -11,7 +11,9 @@ holds the two together.
 
 from __future__ import annotations
 
-from lenskern import registry
+import re
+
+from lenskern import problems, registry
 
 #: area module of benchmarks/ -> the kernels whose classes it declares
 #: (each kernel's ``area`` in registry.DECLARED).
@@ -47,3 +49,22 @@ def time_regex(kernels) -> str:
     ``$``: asv matches the regex against names with their parameters too)."""
     names = "|".join(sorted(f"{area(k)}\\.{class_name(k)}" for k in kernels))
     return rf"^({names})\.time_call"
+
+
+def tier_regex(tiers) -> str:
+    """asv's ``-b`` regex for a run at ``tiers``: every benchmark at those
+    tiers, and those that take no tier (``counts``, ``stream``).
+
+    Every kernel benchmark takes every problem tier as a parameter
+    (``benchmarks/common.py``), and asv keeps a benchmark's earlier results
+    at the parameters a run's regex leaves out: a run narrowed so adds its
+    tiers beside those measured before on that commit."""
+    every = "|".join(re.escape(t) for t in problems.PRESETS)
+    chosen = "|".join(re.escape(t) for t in tiers)
+    return rf"^(?!.*'({every})'\)$)|'({chosen})'\)$"
+
+
+def all_of(*regexes: str | None) -> str:
+    """One asv ``-b`` regex that finds what every one of ``regexes`` finds
+    (asv's several ``-b`` find what any one finds); None ones are left out."""
+    return "^" + "".join(f"(?=.*?(?:{regex}))" for regex in regexes if regex)

@@ -89,11 +89,37 @@ def test_every_kernel_has_its_declared_classes(monkeypatch):
     assert sorted(covered) == sorted(lk.NAMES)
 
 
+def test_every_problem_tier_is_a_parameter_and_a_regex_selects_some(monkeypatch):
+    """The kernels' benchmarks take every tier; a run's regex finds its
+    tiers and the benchmarks that take none, and ANDs with other regexes."""
+    import re
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import common
+    from lenskern import problems
+    from lenskern.observatory.__main__ import WITHOUT_COUNTS
+
+    assert common.ALL_TIERS == tuple(problems.PRESETS)
+    regex = suite.tier_regex(["tiny", "seed-1core"])
+    found = ["curvature.CurvatureMatrix.time_call('numpy.dense', 'tiny')",
+             "likelihood.Likelihood.time_call('numba.offsets', 'seed-1core')",
+             "counts.Instructions.track_instructions('fma/numpy.vector')",
+             "stream.Stream.time_read(1000)"]  # fmt: skip
+    for name in found:
+        assert re.search(regex, name), name
+    for name in ("curvature.CurvatureMatrix.time_call('numpy.dense', 'small')",
+                 "device.Device.time_kernel('w_tilde/numba_cuda.direct', 'science')"):  # fmt: skip
+        assert not re.search(regex, name), name
+    both = suite.all_of(regex, WITHOUT_COUNTS, None)
+    assert [name for name in found if re.search(both, name)] == [found[0], found[1], found[3]]
+
+
 def test_one_benchmark_runs_for_real_and_reports(config, asv_home):
     commit = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
+    regularization = r"curvature\.RegularizationMatrix"
     run = asv("run", "--python=same", "--set-commit-hash", commit, "--machine", "ci-check",
-              "--show-stderr", "-b", r"curvature\.RegularizationMatrix", home=asv_home,
-              config=config)  # fmt: skip
+              "--show-stderr", "-b", suite.all_of(regularization, suite.tier_regex(["tiny"])),
+              home=asv_home, config=config)  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     results_dir = Path(json.loads(config.read_text())["results_dir"])
     files = list((results_dir / "ci-check").glob(f"{commit[:8]}-*.json"))
@@ -116,6 +142,18 @@ def test_one_benchmark_runs_for_real_and_reports(config, asv_home):
     text = report(results_dir, "ci-check", commit, "tiny")
     assert "1 thread (ratio)" in text and "all threads (ratio)" in text
     assert "| numba.loop |" in text and "(1.00)" in text
+
+    # Another tier of the same commit, one implementation: added beside tiny's results
+    one = regularization + r"\.time_call\('numpy.scatter'"
+    run = asv("run", "--python=same", "--set-commit-hash", commit, "--machine", "ci-check",
+              "--show-stderr", "-b", suite.all_of(one, suite.tier_regex(["small"])), home=asv_home,
+              config=config, tiers="small")  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    by_threads = results_by_threads(results_dir, "ci-check", commit)
+    added = rows(by_threads, "regularization_matrix", "small")
+    assert [row.implementation for row in added] == ["numpy.scatter"]
+    kept = rows(by_threads, "regularization_matrix", "tiny")
+    assert [(r.implementation, r.seconds) for r in kept] == [(r.implementation, r.seconds) for r in found]
 
 
 def test_the_suite_cache_is_the_users_own(tmp_path, monkeypatch):

@@ -99,3 +99,13 @@ def test_the_main_job_leaves_out_the_counts_and_only_them(tmp_path):
     (suite / "offsets.py").write_text("def time_call(): pass\n")
     assert estimate.benchmark_processes(suite) == {"counts.track_instructions": 1, "offsets.time_call": 1}
     assert estimate.benchmark_processes(suite, WITHOUT_COUNTS) == {"offsets.time_call": 1}
+
+
+def test_a_regex_on_parameters_counts_the_combinations_it_finds(tmp_path):
+    """asv's ``-b`` finds a parameterised benchmark's combinations by their
+    names, ``one.Class.time_m0(1, 'a')``: the tier regex of the main job
+    runs one tier of each, and the estimate counts the same."""
+    suite = _suite(tmp_path)
+    assert estimate.benchmark_processes(suite, r"'a'\)$") == {"one.Class.time_m0": 3, "one.Class.time_m1": 3}
+    assert estimate.benchmark_processes(suite, r"\(2, 'b'\)|Profile") == {
+        "one.Class.time_m0": 1, "one.Class.time_m1": 1, "one.ClassProfile.track_it": 1}  # fmt: skip
