@@ -125,3 +125,26 @@ def test_bad_arguments_are_refused_before_anything_runs(tmp_path, arguments, mes
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and message in done.stderr, done.stderr
     assert "==> environment" not in done.stdout
+
+
+def test_a_spent_budget_skips_what_is_left_and_says_so(tmp_path):
+    """Past the deadline a worker measures nothing more: each call left is
+    a record that names the spent budget, never a timing."""
+    import pickle
+    import time
+
+    from lenskern.observatory import gpu_check
+    from lenskern.problems import example_sizes, make_examples
+
+    bundle = {"inputs": {}, "examples": make_examples("tiny"), "expected": {}, "sizes": {},
+              "example_sizes": example_sizes("tiny")}  # fmt: skip
+    path = tmp_path / "inputs-tiny.pickle"
+    path.write_bytes(pickle.dumps(bundle))
+    out = tmp_path / "cpu.jsonl"
+    spec = {"threads": "1", "inputs": {"tiny": str(path)}, "kernels": ["fma", "fused_expression"],
+            "deadline": time.time() - 1, "out": str(out)}  # fmt: skip
+    gpu_check.worker_cpu(spec)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["kernel"] for r in records] == ["fma", "fused_expression"]
+    for record in records:
+        assert record["skipped"] == "the time budget was spent" and "kernel_time" not in record, record
