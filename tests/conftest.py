@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import shutil
@@ -194,15 +195,20 @@ RUNNER = "lenskern-runner"
 
 
 @pytest.fixture(scope="session")
-def runner():
+def runner(worker_id):
     """(uid, gid) or None, its home, and its Python as setup-python gives
     one: a virtualenv of the system's Python 3.11, kept in the runner's home
-    between runs like a tool cache."""
+    between runs like a tool cache. Each test process has a home of its own,
+    as each GitHub job has a machine of its own: two workflow tests at once
+    neither install into one Python nor write one ~/.asv-machine.json."""
     if os.geteuid() == 0:
-        if subprocess.run(["id", "-u", RUNNER], capture_output=True).returncode != 0:
-            subprocess.run(["useradd", "--create-home", RUNNER], check=True)
+        with _lock(Path(tempfile.gettempdir()) / f"{RUNNER}.lock", fcntl.LOCK_EX):  # one useradd
+            if subprocess.run(["id", "-u", RUNNER], capture_output=True).returncode != 0:
+                subprocess.run(["useradd", "--create-home", RUNNER], check=True)
         entry = pwd.getpwnam(RUNNER)
-        user, home = (entry.pw_uid, entry.pw_gid), Path(entry.pw_dir)
+        user, home = (entry.pw_uid, entry.pw_gid), Path(entry.pw_dir) / worker_id
+        home.mkdir(exist_ok=True)
+        os.chown(home, *user)
     else:
         user, home = None, Path(tempfile.mkdtemp(prefix="lenskern-runner-home-"))
     python = shutil.which("python3.11", path="/usr/bin:/usr/local/bin") or shutil.which("python3.11")
@@ -211,3 +217,38 @@ def runner():
     if not (venv / "bin" / "python").exists():
         subprocess.run([python, "-m", "venv", str(venv)], check=True, env={"HOME": str(home)}, **as_user)
     return user, home, venv / "bin"
+
+
+# --- Tests in parallel, timings alone ------------------------------------------
+# The test command runs the tests in parallel processes (pytest-xdist: -n auto
+# in pyproject.toml), a module to a process (--dist loadscope: a module's
+# fixtures are built once). A test that judges a timing is marked ``alone``:
+# it holds exclusively a lock every other test holds shared, so no other test
+# runs beside it. A turnstile, passed in order, keeps the other processes'
+# stream of short tests from starving a waiting ``alone`` test.
+
+
+def _lock(path: Path, mode: int):
+    """``path`` opened and ``flock``-ed in ``mode``; closing it releases the lock."""
+    file = open(path, "a")  # noqa: SIM115  the caller closes it
+    fcntl.flock(file, mode)
+    return file
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Each test's set-up, call and tear-down under the cores lock (in a
+    pytest-xdist worker; one process alone needs none)."""
+    if not hasattr(item.config, "workerinput"):
+        return (yield)
+    folder = Path(item.config.option.basetemp).parent  # the session's, shared by its workers
+    alone = item.get_closest_marker("alone") is not None
+    turnstile = _lock(folder / "turnstile.lock", fcntl.LOCK_EX)
+    cores = _lock(folder / "cores.lock", fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+    if not alone:
+        turnstile.close()  # through: the next process takes its turn
+    try:
+        return (yield)
+    finally:
+        cores.close()
+        turnstile.close()

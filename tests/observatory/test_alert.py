@@ -99,6 +99,7 @@ def run_alert(repo: Path, base: str, head: str, report: Path, home: Path, config
     )  # fmt: skip
 
 
+@pytest.mark.alone  # a verdict on timings
 def test_planted_regression_is_reported_and_fails(clone, tmp_path, asv_home):
     repo, base, slower, _ = clone
     result = run_alert(repo, base, slower, tmp_path / "report.md", asv_home)
@@ -116,6 +117,7 @@ def test_planted_regression_is_reported_and_fails(clone, tmp_path, asv_home):
     assert "Each side imported lenskern built from its own commit" in report
 
 
+@pytest.mark.alone  # a verdict on timings
 def test_unchanged_code_passes(clone, tmp_path, asv_home):
     repo, base, _, unchanged = clone
     result = run_alert(repo, base, unchanged, tmp_path / "report.md", asv_home)

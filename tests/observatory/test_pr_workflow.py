@@ -103,6 +103,7 @@ def test_a_planted_3_percent_fails_the_check_through_the_workflow(runner, worksp
     assert {p.name for p in job.uploaded} == {"results", "benchmark-report.md"}
 
 
+@pytest.mark.alone  # a verdict on timings
 def test_an_unchanged_commit_passes_the_check(runner, workspace):
     repo, _, _, unchanged = workspace
     job = run_check(runner, workspace, unchanged, [])
