@@ -119,15 +119,16 @@ def _estimate(machine: str, bench: str | None) -> tuple[float, str, dict[tuple[s
 def run(machine: str, tier: str, counts: bool = False) -> None:
     if not Path("asv.conf.json").exists():
         raise SystemExit("run from the repository root, where asv.conf.json is")
+    tiers = suite.check_tiers([t for t in tier.split(",") if t], "--tier")  # before anything runs
     start = time.perf_counter()
     commit = _head()
     _step(f"machine {machine!r} (asv machine, with its GPU model)")
     machines.record(machine)
     if machines.join_history():
         print(f"results: every machine's history from the {machines.BRANCH} branch, in {RESULTS}", flush=True)
-    os.environ["LENSKERN_BENCH_TIERS"] = tier
+    os.environ[suite.TIERS_VARIABLE] = ",".join(tiers)
     # at its tiers only: asv keeps what this commit measured at others
-    bench = suite.all_of(suite.tier_regex(tier.split(",")), None if counts else WITHOUT_COUNTS)
+    bench = suite.all_of(suite.tier_regex(tiers), None if counts else WITHOUT_COUNTS)
     seconds, basis, expected = _estimate(machine, bench)
     _step(
         f"benchmarking HEAD {commit[:8]} at the {tier} tier(s), LENSKERN_NUM_THREADS=1 and all: "
@@ -138,7 +139,7 @@ def run(machine: str, tier: str, counts: bool = False) -> None:
                             expected)  # fmt: skip
     site = publish()
     _step("results")
-    for each in tier.split(","):
+    for each in tiers:
         print(report(RESULTS, machine, commit, each), flush=True)
     minutes = (time.perf_counter() - start) / 60
     print(f"\nsite: {site}  (serve it: python -m lenskern.observatory serve)", flush=True)
@@ -150,6 +151,7 @@ def run(machine: str, tier: str, counts: bool = False) -> None:
 def nightly_job(machine: str, branch: str, cap: int, bench: str | None = None) -> None:
     """asv run of tonight's commits (lenskern.observatory.nightly.plan);
     ``bench``, asv's benchmark regex, narrows the suite."""
+    tiers = suite.selected_tiers("small")  # before anything runs
     done = nightly.benchmarked(RESULTS, machine)
     tonight, pending = nightly.plan(nightly.branch_commits(branch), done, cap)
     if not tonight:
@@ -162,7 +164,6 @@ def nightly_job(machine: str, branch: str, cap: int, bench: str | None = None) -
     hashes = Path(".asv") / "nightly-commits.txt"
     hashes.parent.mkdir(exist_ok=True)
     hashes.write_text("\n".join(tonight) + "\n")
-    tiers = os.environ.get("LENSKERN_BENCH_TIERS", "small").split(",")
     code = _asv("run", f"HASHFILE:{hashes}", "--machine", machine, "--show-stderr", "--record-samples",
                 "--bench", suite.all_of(suite.tier_regex(tiers), bench), check=False)  # fmt: skip
     if code != 0:
@@ -199,7 +200,7 @@ def seeds_job(machine: str, tiers: list[str]) -> None:
     _step(f"machine {machine!r} (asv machine)")
     _asv("machine", "--yes", "--machine", machine, "--config", str(config))
     kernels = {k for tier, ks in seeds.ROUNDS.values() if tier in tiers for k in ks}
-    os.environ["LENSKERN_BENCH_TIERS"] = ",".join(tiers)
+    os.environ[suite.TIERS_VARIABLE] = ",".join(tiers)
     _step(f"benchmarking HEAD {commit[:8]} at {', '.join(tiers)}, one thread and all: seconds per "
           "call, minutes in all (the direct sums that took the seeds hours are skipped)")  # fmt: skip
     bench = suite.all_of(suite.time_regex(kernels), suite.tier_regex(tiers))

@@ -408,6 +408,10 @@ def _compare(base: str, head: str, factor: float, bench: str | None, pinned: Pat
              require_counts: bool) -> tuple[int, str]:  # fmt: skip
     from lenskern.observatory import counts as counting
 
+    try:
+        tiers = suite.selected_tiers(PR_TIER)
+    except ValueError as error:  # broken, not a regression: exit 2, as compare's other bad inputs
+        return 2, markdown(base, head, factor, 2, [], "", [str(error)])
     repo = json.loads(pinned.read_text())["repo"]
     commits = {"base": resolve(repo, base), "head": resolve(repo, head)}
     if None in commits.values():
@@ -422,9 +426,8 @@ def _compare(base: str, head: str, factor: float, bench: str | None, pinned: Pat
         chosen.counted = [
             c for c in chosen.counted if c in chosen.calls and re.search(bench, _counted_key(c))
         ]
-    tiers = os.environ.get("LENSKERN_BENCH_TIERS", PR_TIER)
-    bench = suite.all_of(bench or chosen.bench(), suite.tier_regex(tiers.split(",")))
-    env = dict(os.environ, LENSKERN_BENCH_TIERS=tiers)
+    bench = suite.all_of(bench or chosen.bench(), suite.tier_regex(tiers))
+    env = dict(os.environ, **{suite.TIERS_VARIABLE: ",".join(tiers)})
     env[counting.CALLS_VARIABLE] = ",".join(chosen.counted)
     print(f"timing {len(chosen.calls)} calls and counting {len(chosen.counted)} of them (each kernel's first "
           f"choice; backends touched: {', '.join(chosen.touched) or 'none'})", flush=True)  # fmt: skip

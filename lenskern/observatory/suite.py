@@ -11,6 +11,7 @@ holds the two together.
 
 from __future__ import annotations
 
+import os
 import re
 
 from lenskern import problems, registry
@@ -23,6 +24,13 @@ AREAS = {
 }
 #: Suffix of the class with a kernel's memory, first-call and error benchmarks.
 PROFILE = "Profile"
+#: The comma list of tiers a benchmark process measures at (every other tier
+#: n/a). ``benchmarks/common.py`` reads it with copies of the two names
+#: below, since asv runs that file against older commits of this package.
+TIERS_VARIABLE = "LENSKERN_BENCH_TIERS"
+#: The tier that turns the streamed benchmarks on (``benchmarks/stream.py``):
+#: a name for the variable, not a problem size.
+STREAM_TIER = "stream"
 
 
 def class_name(kernel: str) -> str:
@@ -51,6 +59,30 @@ def time_regex(kernels) -> str:
     return rf"^({names})\.time_call"
 
 
+def check_tiers(tiers, argument: str) -> list[str]:
+    """``tiers`` as a list, each a problem tier or ``stream``; a ValueError
+    naming ``argument`` (where the user wrote them) otherwise: a run at an
+    unknown tier would quietly measure nothing."""
+    tiers = list(tiers)
+    known = [*problems.PRESETS, STREAM_TIER]
+    unknown = [t for t in tiers if t not in known]
+    expected = f"expected a comma list of {', '.join(known)}"
+    if not tiers:
+        raise ValueError(f"{argument}: no tier given; {expected}")
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise ValueError(
+            f"{argument}: {names} {'is not a tier' if len(unknown) == 1 else 'are not tiers'}; {expected}"
+        )
+    return tiers
+
+
+def selected_tiers(default: str) -> list[str]:
+    """The tiers ``LENSKERN_BENCH_TIERS`` names, ``default`` (a comma list) when it is unset."""
+    value = os.environ.get(TIERS_VARIABLE, default)
+    return check_tiers([t for t in value.split(",") if t], TIERS_VARIABLE)
+
+
 def tier_regex(tiers) -> str:
     """asv's ``-b`` regex for a run at ``tiers``: every benchmark at those
     tiers, and those that take no tier (``counts``, ``stream``).
@@ -58,7 +90,9 @@ def tier_regex(tiers) -> str:
     Every kernel benchmark takes every problem tier as a parameter
     (``benchmarks/common.py``), and asv keeps a benchmark's earlier results
     at the parameters a run's regex leaves out: a run narrowed so adds its
-    tiers beside those measured before on that commit."""
+    tiers beside those measured before on that commit. Raises ValueError
+    for a name that is no tier (:func:`check_tiers`)."""
+    tiers = check_tiers(tiers, "tiers")
     every = "|".join(re.escape(t) for t in problems.PRESETS)
     chosen = "|".join(re.escape(t) for t in tiers)
     return rf"^(?!.*'({every})'\)$)|'({chosen})'\)$"

@@ -114,6 +114,32 @@ def test_every_problem_tier_is_a_parameter_and_a_regex_selects_some(monkeypatch)
     assert [name for name in found if re.search(both, name)] == [found[0], found[1], found[3]]
 
 
+def test_a_tier_that_is_no_tier_is_refused_before_anything_runs(monkeypatch, tmp_path):
+    """``huge`` would select no kernel benchmark: the run would quietly
+    measure nothing. Each command names where the tier came from."""
+    from lenskern.observatory import alert
+
+    with pytest.raises(ValueError, match=r"tiers: 'huge' is not a tier; expected .*tiny.*stream"):
+        suite.tier_regex(["tiny", "huge"])
+    with pytest.raises(ValueError, match="no tier given"):
+        suite.tier_regex([])
+    monkeypatch.setenv(suite.TIERS_VARIABLE, "small,huge,vast")
+    with pytest.raises(ValueError, match="LENSKERN_BENCH_TIERS: 'huge', 'vast' are not tiers"):
+        suite.selected_tiers("small")
+    # compare: a broken comparison (exit 2, never a verdict), before asv starts
+    code, text = alert.compare("HEAD", "HEAD", config=ROOT / "asv.conf.json")
+    assert code == 2 and "**Broken**" in text and "LENSKERN_BENCH_TIERS: 'huge', 'vast'" in text
+    monkeypatch.delenv(suite.TIERS_VARIABLE)
+    home = dict(os.environ, HOME=str(tmp_path))  # no machine is recorded: the error comes first
+    cases = [(["run", "--tier", "small,huge"], home, "--tier"),
+             (["nightly"], dict(home, LENSKERN_BENCH_TIERS="huge"), "LENSKERN_BENCH_TIERS")]  # fmt: skip
+    for command, env, named in cases:
+        done = subprocess.run([sys.executable, "-m", "lenskern.observatory", *command], cwd=ROOT, env=env,
+                              capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 1 and f"{named}: 'huge' is not a tier" in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / ".asv-machine.json").exists()
+
+
 def test_one_benchmark_runs_for_real_and_reports(config, asv_home):
     commit = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
     regularization = r"curvature\.RegularizationMatrix"
