@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from lenskern.observatory import results
 from lenskern.observatory.results import COLUMNS
 from lenskern.observatory.suite import PROFILE
 
@@ -49,10 +50,9 @@ def benchmark_processes(benchmark_dir: Path, bench: str | None = None) -> dict[s
     try:
         found = {}
         for benchmark in disc_benchmarks(str(benchmark_dir)):
-            combinations = itertools.product(*benchmark.params) if benchmark.params else [None]
+            combinations = itertools.product(*benchmark.params) if benchmark.params else [()]
             # benchmark.params holds the values' reprs, as asv's names do
-            names = [benchmark.name if reprs is None else f"{benchmark.name}({', '.join(reprs)})"
-                     for reprs in combinations]  # fmt: skip
+            names = [results.name(benchmark.name, reprs) for reprs in combinations]
             count = sum(1 for name in names if bench is None or re.search(bench, name))
             if count:
                 found[benchmark.name] = count

@@ -41,7 +41,7 @@ class Measurement:
     @property
     def key(self) -> str:
         """asv's name of the measurement: ``area.Class.method('numpy.gemv', 'small')``."""
-        return f"{self.benchmark}({', '.join(self.reprs)})" if self.reprs else self.benchmark
+        return name(self.benchmark, self.reprs)
 
     @property
     def method(self) -> str:
@@ -96,6 +96,13 @@ def measurements(results: dict[str, list], columns: tuple[str, ...] = COLUMNS) -
                 )
             )
     return found
+
+
+def name(benchmark: str, reprs) -> str:
+    """asv's name of one parameter combination of ``benchmark``, the reprs of
+    its values in parentheses (``-b`` regexes match it):
+    ``area.Class.method('numpy.gemv', 'small')``; no parameters, the bare name."""
+    return f"{benchmark}({', '.join(reprs)})" if reprs else benchmark
 
 
 def read(results_dir: Path, machine: str, commit: str) -> list[ResultFile]:
