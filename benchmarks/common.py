@@ -60,6 +60,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -189,6 +190,58 @@ def suite_inputs(tier: str) -> dict:
             continue
         inputs[name] = lk.compute(name, **inputs)
     return {"inputs": inputs}
+
+
+#: Input sets kept on disk by :func:`cached_suite_inputs`: the least recently
+#: used go first, and a set whose pickle is larger is not kept (the science
+#: tier's), so the cache stays within a few hundred MB.
+INPUTS_KEPT = 8
+INPUTS_KEPT_BYTES = 64 << 20
+
+
+def cached_suite_inputs(tier: str) -> dict:
+    """:func:`suite_inputs`, kept on disk keyed by all they are made of.
+
+    asv runs ``setup_cache`` again in every round of every commit: the pull
+    request's check and the alert run five rounds a side, and building the
+    small tier's inputs took 8.4 s of each round's 10 (the recommended
+    implementations compiled and called, timed in a clean clone's asv
+    environment, 2026-12-06). The same installed code, suite, Python,
+    libraries and thread setting give the same arrays, and asv pickles
+    ``setup_cache``'s answer for every benchmark process anyway, so a
+    benchmark cannot tell a kept set from a fresh one."""
+    key = "\n".join([
+        _digest(_sources(_package()), _package()),  # the code under test
+        hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),  # how the suite builds its inputs
+        json.dumps(checkout_facts()["intermediates"]), tier, sys.executable,
+        os.environ.get("LENSKERN_NUM_THREADS", ""), *library_versions(),
+    ])  # fmt: skip
+    path = _cache_folder() / f"inputs-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pickle"
+    if path.exists():
+        path.touch()  # recently used
+        return pickle.loads(path.read_bytes())
+    inputs = suite_inputs(tier)
+    data = pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL)
+    if len(data) <= INPUTS_KEPT_BYTES:
+        _write_atomically(path, lambda partial: partial.write_bytes(data))
+        kept = sorted(_cache_folder().glob("inputs-*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in kept[INPUTS_KEPT:]:
+            old.unlink(missing_ok=True)
+    return inputs
+
+
+def library_versions() -> list[str]:
+    """``name=version`` of each numerical library a result may depend on
+    (``name=none`` where it is not installed)."""
+    from importlib import metadata
+
+    versions = []
+    for name in ("numpy", "scipy", "numba", "jax", "jaxlib", "finufft", "ducc0", "numexpr"):
+        try:
+            versions.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name}=none")
+    return versions
 
 
 def implementation(kernel: str, name: str) -> lk.Implementation:
@@ -507,7 +560,7 @@ class _KernelBenchmark(abc.ABC):
         # Defined once here, so asv keys one cache for the whole suite: every
         # class shares the inputs built by the first.
         try:
-            return {tier: suite_inputs(tier) for tier in PROBLEM_TIERS}
+            return {tier: cached_suite_inputs(tier) for tier in PROBLEM_TIERS}
         except (AttributeError, ImportError, KeyError, TypeError, ValueError) as error:
             # an older commit without this tier or an intermediate: each
             # benchmark is n/a there, instead of the whole suite failing

@@ -10,9 +10,17 @@ x86-64 Linux."""
 import hashlib
 import json
 import sys
-from importlib import metadata
 
-from .common import _cache_folder, _digest, _package, _sources, _write_atomically, checkout_module, one_thread
+from .common import (
+    _cache_folder,
+    _digest,
+    _package,
+    _sources,
+    _write_atomically,
+    checkout_module,
+    library_versions,
+    one_thread,
+)
 
 #: The checkout's counting tool, not the installed commit's: asv runs this
 #: suite against older commits too, whose lenskern may predate it.
@@ -73,13 +81,7 @@ class Instructions:
 
 def _counts_key(calls: list[str]) -> str:
     package = _package()
-    versions = []
-    for name in ("numpy", "scipy", "numba", "jax", "jaxlib", "finufft", "ducc0", "numexpr"):
-        try:
-            versions.append(f"{name}={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{name}=none")
     tool = (counts.__file__ and open(counts.__file__, "rb").read()) or b""
     parts = [_digest(_sources(package), package), hashlib.sha256(tool).hexdigest(), ",".join(calls), TIER,
-             sys.executable, *versions]  # fmt: skip
+             sys.executable, *library_versions()]  # fmt: skip
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
