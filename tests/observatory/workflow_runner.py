@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,6 +112,7 @@ class Step:
     outcome: str  # "success", "failure", "skipped", "not emulated"
     code: int | None = None
     output: str = ""
+    seconds: float = 0.0  # wall time, as GitHub shows beside each step
 
 
 @dataclass
@@ -212,6 +214,7 @@ def run_job(workflow: Path, job_name: str, workspace: Path, *, event_name: str, 
         if not evaluate(str(condition).removeprefix("${{").removesuffix("}}"), context, status, workspace):
             job.steps.append(Step(name, "skipped"))
             continue
+        started = time.monotonic()
         step_env = dict(env)
         for key, value in (step_spec.get("env") or {}).items():
             step_env[key] = interpolate(value, context, status, workspace)
@@ -236,14 +239,19 @@ def run_job(workflow: Path, job_name: str, workspace: Path, *, event_name: str, 
                     key, value = line.split("=", 1)
                     env[key] = value
             outcome = "success" if done.returncode == 0 else "failure"
-            job.steps.append(Step(name, outcome, done.returncode, done.stdout + done.stderr))
+            job.steps.append(Step(name, outcome, done.returncode, done.stdout + done.stderr,
+                                  time.monotonic() - started))  # fmt: skip
         else:
             outcome = _action(step_spec["uses"], with_, workspace, scratch, context, job, user, cache_root,
                               comments or [])  # fmt: skip
-            job.steps.append(Step(name, outcome))
+            job.steps.append(Step(name, outcome, seconds=time.monotonic() - started))
         if outcome == "failure" and not step_spec.get("continue-on-error"):
             status = "failure"
     job.summary = files["summary"].read_text()
+    print(
+        f"{workflow.name} {job_name}: "
+        + ", ".join(f"{s.name} {s.seconds:.0f} s" for s in job.steps if s.seconds >= 1)
+    )
     return job
 
 
