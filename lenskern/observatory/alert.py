@@ -259,7 +259,7 @@ def check_imports(records: list[dict], commits: dict[str, str | None]) -> list[s
 
 
 def _counted_key(call: str) -> str:
-    return f"counts.Instructions.track_instructions({call!r})"
+    return suite.count_name(call)
 
 
 def _timed_key(call: str, tier: str = PR_TIER) -> str:

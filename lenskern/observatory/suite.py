@@ -98,6 +98,20 @@ def tier_regex(tiers) -> str:
     return rf"^(?!.*'({every})'\)$)|'({chosen})'\)$"
 
 
+#: asv's names of the two instruction-count benchmarks (``benchmarks/counts.py``).
+COUNT_METHODS = ("counts.Instructions.track_instructions", "counts.Instructions.track_estimated_cycles")
+
+
+def count_name(call: str, method: str = COUNT_METHODS[0]) -> str:
+    """asv's name of a count of ``call`` (``kernel/implementation``)."""
+    return f"{method}({call!r})"
+
+
+def counted_calls(calls, bench: str) -> list[str]:
+    """The ``calls`` whose instruction counts asv's regex ``bench`` selects."""
+    return [call for call in calls if any(re.search(bench, count_name(call, m)) for m in COUNT_METHODS)]
+
+
 def all_of(*regexes: str | None) -> str:
     """One asv ``-b`` regex that finds what every one of ``regexes`` finds
     (asv's several ``-b`` find what any one finds); None ones are left out."""

@@ -114,6 +114,15 @@ def test_every_problem_tier_is_a_parameter_and_a_regex_selects_some(monkeypatch)
     assert [name for name in found if re.search(both, name)] == [found[0], found[1], found[3]]
 
 
+def test_a_narrowed_suite_counts_the_calls_its_regex_selects():
+    calls = ["fma/numba.parallel", "noise_normalization/numpy.vector", "w_tilde/numpy.nufft"]
+    only = r"counts\.Instructions\.track_instructions\('noise_normalization/numpy\.vector'\)|likelihood\."
+    assert suite.counted_calls(calls, suite.all_of(suite.tier_regex(["small"]), only)) == [calls[1]]
+    assert suite.counted_calls(calls, r"track_estimated_cycles\('fma/") == [calls[0]]
+    assert suite.counted_calls(calls, r"^counts\.") == calls
+    assert suite.counted_calls(calls, r"^likelihood\.") == []
+
+
 def test_a_tier_that_is_no_tier_is_refused_before_anything_runs(monkeypatch, tmp_path):
     """``huge`` would select no kernel benchmark: the run would quietly
     measure nothing. Each command names where the tier came from."""
