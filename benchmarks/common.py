@@ -178,7 +178,7 @@ def skip_unselected_tier(tier: str) -> None:
         raise NotImplementedError(f"tier {tier!r} not selected (LENSKERN_BENCH_TIERS={','.join(TIERS)})")
 
 
-def suite_inputs(tier: str) -> dict:
+def build_suite_inputs(tier: str) -> dict:
     """Everything the kernels' benchmarks take at a tier: the problem and
     every intermediate output (each from lenskern's recommended
     implementation), W only while it fits in W_BYTES_MAX. The examples'
@@ -192,15 +192,15 @@ def suite_inputs(tier: str) -> dict:
     return {"inputs": inputs}
 
 
-#: Input sets kept on disk by :func:`cached_suite_inputs`: the least recently
-#: used go first, and a set whose pickle is larger is not kept (the science
-#: tier's), so the cache stays within a few hundred MB.
+#: Input sets kept on disk by :func:`suite_inputs`: the least recently
+#: used go first, and a set whose pickle is larger is built every time, so
+#: the cache stays under 512 MiB (the small tier's set is 2.6 MB).
 INPUTS_KEPT = 8
 INPUTS_KEPT_BYTES = 64 << 20
 
 
-def cached_suite_inputs(tier: str) -> dict:
-    """:func:`suite_inputs`, kept on disk keyed by all they are made of.
+def suite_inputs(tier: str) -> dict:
+    """:func:`build_suite_inputs`, kept on disk keyed by all they are made of.
 
     asv runs ``setup_cache`` again in every round of every commit: the pull
     request's check and the alert run five rounds a side, and building the
@@ -209,7 +209,9 @@ def cached_suite_inputs(tier: str) -> dict:
     environment, 2026-12-06). The same installed code, suite, Python,
     libraries and thread setting give the same arrays, and asv pickles
     ``setup_cache``'s answer for every benchmark process anyway, so a
-    benchmark cannot tell a kept set from a fresh one."""
+    benchmark cannot tell a kept set from a fresh one. (``setup_cache``
+    keeps calling this name: asv versions a benchmark by the source of its
+    ``setup_cache``, and a new version hides every earlier result.)"""
     key = "\n".join([
         _digest(_sources(_package()), _package()),  # the code under test
         hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),  # how the suite builds its inputs
@@ -220,7 +222,7 @@ def cached_suite_inputs(tier: str) -> dict:
     if path.exists():
         path.touch()  # recently used
         return pickle.loads(path.read_bytes())
-    inputs = suite_inputs(tier)
+    inputs = build_suite_inputs(tier)
     data = pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL)
     if len(data) <= INPUTS_KEPT_BYTES:
         _write_atomically(path, lambda partial: partial.write_bytes(data))
@@ -560,7 +562,7 @@ class _KernelBenchmark(abc.ABC):
         # Defined once here, so asv keys one cache for the whole suite: every
         # class shares the inputs built by the first.
         try:
-            return {tier: cached_suite_inputs(tier) for tier in PROBLEM_TIERS}
+            return {tier: suite_inputs(tier) for tier in PROBLEM_TIERS}
         except (AttributeError, ImportError, KeyError, TypeError, ValueError) as error:
             # an older commit without this tier or an intermediate: each
             # benchmark is n/a there, instead of the whole suite failing

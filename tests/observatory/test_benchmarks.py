@@ -251,36 +251,34 @@ def test_inputs_are_built_once_per_code_and_thread_setting(tmp_path, monkeypatch
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     kept = lambda: sorted((tmp_path / "lenskern-asv").glob("inputs-*.pickle"))  # noqa: E731
-    first = common.cached_suite_inputs("tiny")
-    fresh = common.suite_inputs("tiny")
+    first = common.suite_inputs("tiny")
+    fresh = common.build_suite_inputs("tiny")
     assert first["inputs"].keys() == fresh["inputs"].keys() and len(kept()) == 1
     for name, value in fresh["inputs"].items():
         np.testing.assert_array_equal(np.asarray(first["inputs"][name]), np.asarray(value), err_msg=name)
 
     built = []
     monkeypatch.setattr(
-        common, "suite_inputs", lambda tier: built.append(tier) or {"inputs": {"x": len(built)}}
+        common, "build_suite_inputs", lambda tier: built.append(tier) or {"inputs": {"x": len(built)}}
     )
-    assert common.cached_suite_inputs("tiny") is not first and not built  # read, not built
+    assert common.suite_inputs("tiny") is not first and not built  # read, not built
     monkeypatch.setenv("LENSKERN_NUM_THREADS", "all")
-    common.cached_suite_inputs("tiny")
+    common.suite_inputs("tiny")
     assert built == ["tiny"] and len(kept()) == 2
     other = tmp_path / "other-lenskern"
     (other / "lenskern").mkdir(parents=True)
     (other / "lenskern" / "__init__.py").write_text("# another commit's code\n")
     monkeypatch.setattr(common, "_package", lambda: other / "lenskern")
-    common.cached_suite_inputs("tiny")
+    common.suite_inputs("tiny")
     assert built == ["tiny", "tiny"] and len(kept()) == 3
     monkeypatch.setattr(common, "INPUTS_KEPT", 2)
     monkeypatch.setenv("LENSKERN_NUM_THREADS", "1")
-    common.cached_suite_inputs("tiny")
+    common.suite_inputs("tiny")
     assert len(built) == 3 and len(kept()) == 2  # the oldest gone
     monkeypatch.setattr(common, "INPUTS_KEPT_BYTES", 10)
     monkeypatch.setenv("LENSKERN_NUM_THREADS", "2")
-    assert common.cached_suite_inputs("tiny") == {"inputs": {"x": 4}}
-    assert (
-        common.cached_suite_inputs("tiny") == {"inputs": {"x": 5}} and len(kept()) == 2
-    )  # too large to keep
+    assert common.suite_inputs("tiny") == {"inputs": {"x": 4}}
+    assert common.suite_inputs("tiny") == {"inputs": {"x": 5}} and len(kept()) == 2  # too large to keep
 
 
 PEAK_SCRIPT = """
