@@ -53,7 +53,7 @@ def run_night(runner, repo: Path) -> workflow_runner.Job:
     event = {"repository": {"full_name": "lenskern/lenskern"}}
     return workflow_runner.run_job(
         WORKFLOW, "benchmark", repo, event_name="schedule", event=event, python_bin=python_bin, user=user,
-        home=home, variables={"LENSKERN_NIGHTLY_BENCH": BENCH},
+        home=home, variables={"LENSKERN_NIGHTLY_BENCH": BENCH}, cache_root=home / ".cache" / "actions",
     )  # fmt: skip
 
 

@@ -179,6 +179,18 @@ def test_valgrind_is_installed_through_sudo_where_not_root():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_the_nightly_and_the_pr_check_share_one_cached_asv_environment():
+    """Both cache .asv/env under one key, so a pull request's check restores
+    the environment a night on main built instead of building its own."""
+    caches = []
+    for name, job in (("nightly", "benchmark"), ("benchmarks-pr", "compare")):
+        spec = yaml.safe_load((ROOT / ".github" / "workflows" / f"{name}.yml").read_text())
+        steps = spec["jobs"][job]["steps"]
+        (cache,) = [step["with"] for step in steps if step.get("uses", "").startswith("actions/cache@")]
+        caches.append(cache)
+    assert caches[0] == caches[1] and caches[0]["path"] == ".asv/env"
+
+
 def test_the_nightly_seeds_from_the_tip_then_takes_a_few_pending_a_night():
     commits = [f"{i:02d}" * 20 for i in range(10)]  # newest first
     assert nightly.plan(commits, set()) == (commits[:1], [])  # a new machine: the tip alone
