@@ -169,8 +169,9 @@ def nightly_job(machine: str, branch: str, cap: int, bench: str | None = None) -
     selected = suite.all_of(suite.tier_regex(tiers), bench)
     if bench and counting.CALLS_VARIABLE not in os.environ:
         # Valgrind counts every call the counts benchmark takes as a
-        # parameter (15 took 3 minutes here): a narrowed suite counts those
-        # its regex selects
+        # parameter (the 15 recommended ones took 182 s in the nightly
+        # test's first night, commit f67ef23, the project's 2-core VM): a
+        # narrowed suite counts those its regex selects
         os.environ[counting.CALLS_VARIABLE] = ",".join(suite.counted_calls(counting.calls(), selected))
     code = _asv("run", f"HASHFILE:{hashes}", "--machine", machine, "--show-stderr", "--record-samples",
                 "--bench", selected, check=False)  # fmt: skip
