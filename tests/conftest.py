@@ -198,9 +198,10 @@ RUNNER = "lenskern-runner"
 def runner(worker_id):
     """(uid, gid) or None, its home, and its Python as setup-python gives
     one: a virtualenv of the system's Python 3.11, kept in the runner's home
-    between runs like a tool cache. Each test process has a home of its own,
-    as each GitHub job has a machine of its own: two workflow tests at once
-    neither install into one Python nor write one ~/.asv-machine.json."""
+    between runs like a tool cache. Each test process has a home of its own:
+    two workflow tests at once never install into one Python nor write one
+    ~/.asv-machine.json (the workflows' modules share one process anyway,
+    see :func:`pytest_xdist_make_scheduler`)."""
     if os.geteuid() == 0:
         with _lock(Path(tempfile.gettempdir()) / f"{RUNNER}.lock", fcntl.LOCK_EX):  # one useradd
             if subprocess.run(["id", "-u", RUNNER], capture_output=True).returncode != 0:
@@ -217,6 +218,37 @@ def runner(worker_id):
     if not (venv / "bin" / "python").exists():
         subprocess.run([python, "-m", "venv", str(venv)], check=True, env={"HOME": str(home)}, **as_user)
     return user, home, venv / "bin"
+
+
+#: The modules that run a workflow on the runner. One test process runs them
+#: all, so the second finds what the first left in the runner's home: the
+#: setup-python packages and the actions cache, where the nightly saves asv's
+#: environment under the PR check's key (nightly.yml). The three jobs, run
+#: in one process with a new home at fc7fa18, took 320 s, against about 465 s
+#: in two processes with a home each (the 2-core VM).
+RUNNER_MODULES = ("tests/observatory/test_nightly_workflow.py", "tests/observatory/test_pr_workflow.py")
+RUNNER_SCOPE = "the runner's workflows"
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadscope, with the workflows' modules as one scope, handed out
+    first: it is the longest, and started last it would leave one process
+    running it alone at the end."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.split("::", 1)[0] in RUNNER_MODULES:
+                return RUNNER_SCOPE
+            return super()._split_scope(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            if RUNNER_SCOPE in self.workqueue:
+                self.workqueue.move_to_end(RUNNER_SCOPE, last=False)
+            super()._assign_work_unit(node)
+
+    return Scheduling(config, log) if config.getvalue("dist") == "loadscope" else None
 
 
 # --- Tests in parallel, timings alone ------------------------------------------
