@@ -254,10 +254,12 @@ def pytest_xdist_make_scheduler(config, log):
 # --- Tests in parallel, timings alone ------------------------------------------
 # The test command runs the tests in parallel processes (pytest-xdist: -n auto
 # in pyproject.toml), a module to a process (--dist loadscope: a module's
-# fixtures are built once). A test that judges a timing is marked ``alone``:
-# it holds exclusively a lock every other test holds shared, so no other test
-# runs beside it. A turnstile, passed in order, keeps the other processes'
-# stream of short tests from starving a waiting ``alone`` test.
+# fixtures are built once). Every test holds a lock shared with the others
+# from its set-up to its tear-down. A test that judges a timing is marked
+# ``alone``: its call holds that lock exclusively, so no other test runs
+# beside the timing, while its fixtures (clones, asv's environment, builds)
+# are made beside other tests. A turnstile, passed in order, keeps the other
+# processes' stream of short tests from starving a waiting ``alone`` call.
 
 
 def _lock(path: Path, mode: int):
@@ -267,20 +269,41 @@ def _lock(path: Path, mode: int):
     return file
 
 
+#: This process's hold on the cores lock during a test (None outside one,
+#: and in a run without pytest-xdist, which needs no lock).
+_cores = None
+
+
+def _lock_folder(config) -> Path:
+    return Path(config.option.basetemp).parent  # the session's, shared by its workers
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    """Each test's set-up, call and tear-down under the cores lock (in a
-    pytest-xdist worker; one process alone needs none)."""
+    """Each test's set-up, call and tear-down under the cores lock, shared."""
+    global _cores
     if not hasattr(item.config, "workerinput"):
         return (yield)
-    folder = Path(item.config.option.basetemp).parent  # the session's, shared by its workers
-    alone = item.get_closest_marker("alone") is not None
-    turnstile = _lock(folder / "turnstile.lock", fcntl.LOCK_EX)
-    cores = _lock(folder / "cores.lock", fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
-    if not alone:
-        turnstile.close()  # through: the next process takes its turn
+    with _lock(_lock_folder(item.config) / "turnstile.lock", fcntl.LOCK_EX):  # through: the next one's turn
+        _cores = _lock(_lock_folder(item.config) / "cores.lock", fcntl.LOCK_SH)
     try:
         return (yield)
     finally:
-        cores.close()
-        turnstile.close()
+        _cores.close()
+        _cores = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """An ``alone`` test's call with the cores lock held exclusively."""
+    if _cores is None or item.get_closest_marker("alone") is None:
+        return (yield)
+    # Let go first: two alone tests each holding a share while waiting for
+    # the turnstile the other holds would wait for ever.
+    fcntl.flock(_cores, fcntl.LOCK_UN)
+    with _lock(_lock_folder(item.config) / "turnstile.lock", fcntl.LOCK_EX):
+        fcntl.flock(_cores, fcntl.LOCK_EX)
+    try:
+        return (yield)
+    finally:
+        fcntl.flock(_cores, fcntl.LOCK_SH)  # the tear-down, beside other tests again

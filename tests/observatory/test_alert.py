@@ -5,6 +5,7 @@ a side that runs the other side's code is a broken comparison, never a verdict."
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import asv_env, clone_with_plant, git
-from lenskern.observatory import alert, regressions, verdict
+from lenskern.observatory import alert, counts, regressions, suite, verdict
 
 pytest.importorskip("asv")
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,10 +64,12 @@ def test_check_imports_wants_each_side_to_import_its_own_commit():
 
 
 @pytest.fixture(scope="module")
-def clone(tmp_path_factory):
+def clone(tmp_path_factory, asv_home):
     """A clone with three commits: base, base + a 2x slower NumPy dirty image,
     and base + a README edit. Its asv config shares this checkout's
-    environments, so each commit only installs its own wheel."""
+    environments, so each commit only installs its own wheel; the machine
+    ci-alert is named, and asv's environment, the base's and the planted
+    commit's wheels and the suite's inputs of both are made (:func:`prepare`)."""
     from asv.util import load_json
 
     repo = tmp_path_factory.mktemp("alert") / "repo"
@@ -82,15 +85,41 @@ def clone(tmp_path_factory):
     conf["branches"] = ["main", "unchanged"]
     (repo / "asv.conf.json").write_text(json.dumps(conf))
     git(repo, "commit", "-qam", "share the environments")  # on `unchanged`: asv reads the config file
+    env = asv_env(asv_home)
+    subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", "--machine", "ci-alert"],
+                   cwd=repo, env=env, check=True, capture_output=True)  # fmt: skip
+    prepare(repo, [base, slower], asv_home)
     return repo, base, slower, unchanged
+
+
+def prepare(repo: Path, commits: list[str], home: Path) -> None:
+    """What a compare of ``commits`` makes once and then finds: asv's
+    environment with lenskern's dependencies, each commit's wheel, the
+    suite's inputs kept for each commit's code (benchmarks/common.py). Made
+    in the fixture, beside other tests: the tests that judge timings then
+    run their compare with no other test beside them, and nothing that is
+    no timing. One quick run of the planted benchmark on one thread, as
+    compare pins it, saving nothing."""
+    pinned = alert.pinned_config(repo / "asv.conf.json", "1")
+    hashes = pinned.parent / "commits.txt"
+    hashes.write_text("\n".join(commits) + "\n")
+    env = asv_env(home, LENSKERN_BENCH_TIERS="small", **{counts.CALLS_VARIABLE: ""})
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "asv", "run", "--config", str(pinned), "--machine", "ci-alert", "--quick",
+             "--dry-run", "--show-stderr", "--bench", suite.all_of(BENCH, suite.tier_regex(["small"])),
+             f"HASHFILE:{hashes}"],
+            cwd=repo, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    finally:
+        shutil.rmtree(pinned.parent, ignore_errors=True)
 
 
 def run_alert(repo: Path, base: str, head: str, report: Path, home: Path, config: Path | None = None,
               tier: str = "small") -> subprocess.CompletedProcess:  # fmt: skip
     """The alert of this checkout, run on the clone's commits (through its config)."""
     env = asv_env(home, LENSKERN_BENCH_TIERS=tier)
-    subprocess.run([sys.executable, "-m", "asv", "machine", "--yes", "--machine", "ci-alert"],
-                   cwd=repo, env=env, check=True, capture_output=True)  # fmt: skip
     return subprocess.run(
         [sys.executable, "-m", "lenskern.observatory", "compare", base, head,
          "--bench", BENCH, "--machine", "ci-alert", "--config", str(config or repo / "asv.conf.json"),
