@@ -252,14 +252,28 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 # --- Tests in parallel, timings alone ------------------------------------------
-# The test command runs the tests in parallel processes (pytest-xdist: -n auto
-# in pyproject.toml), a module to a process (--dist loadscope: a module's
-# fixtures are built once). Every test holds a lock shared with the others
-# from its set-up to its tear-down. A test that judges a timing is marked
-# ``alone``: its call holds that lock exclusively, so no other test runs
-# beside the timing, while its fixtures (clones, asv's environment, builds)
-# are made beside other tests. A turnstile, passed in order, keeps the other
-# processes' stream of short tests from starving a waiting ``alone`` call.
+# The test command runs the tests in parallel processes, one more than the
+# cores (:func:`pytest_xdist_auto_num_workers`), a module to a process
+# (--dist loadscope: a module's fixtures are built once). Every test holds a
+# lock shared with the others from its set-up to its tear-down. A test that
+# judges a timing is marked ``alone``: its call holds that lock exclusively,
+# so no other test runs beside the timing, while its fixtures (clones, asv's
+# environment, builds) are made beside other tests. A shared lock is granted
+# while an exclusive one waits, so the other processes go on starting tests:
+# the ``alone`` calls run when the others have run out of work, and no
+# process stands idle for a long test to end.
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist
+def pytest_xdist_auto_num_workers(config):
+    """-n auto: one process more than the cores. The slow tests spend much of
+    their time in pip, git and asv's start-ups, and a process waiting for an
+    ``alone`` call leaves the cores to the others. The test command from a
+    clean clone on the 2-core VM: 923 s in three processes at 62ab7c8, 949 s
+    in two at b82ec28 (which lacked only the 3.12 bridge's --no-compile)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # pytest-xdist's own setting, read by its hook
+    return len(os.sched_getaffinity(0)) + 1
 
 
 def _lock(path: Path, mode: int):
@@ -274,18 +288,14 @@ def _lock(path: Path, mode: int):
 _cores = None
 
 
-def _lock_folder(config) -> Path:
-    return Path(config.option.basetemp).parent  # the session's, shared by its workers
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     """Each test's set-up, call and tear-down under the cores lock, shared."""
     global _cores
     if not hasattr(item.config, "workerinput"):
         return (yield)
-    with _lock(_lock_folder(item.config) / "turnstile.lock", fcntl.LOCK_EX):  # through: the next one's turn
-        _cores = _lock(_lock_folder(item.config) / "cores.lock", fcntl.LOCK_SH)
+    folder = Path(item.config.option.basetemp).parent  # the session's, shared by its workers
+    _cores = _lock(folder / "cores.lock", fcntl.LOCK_SH)
     try:
         return (yield)
     finally:
@@ -299,10 +309,9 @@ def pytest_runtest_call(item):
     if _cores is None or item.get_closest_marker("alone") is None:
         return (yield)
     # Let go first: two alone tests each holding a share while waiting for
-    # the turnstile the other holds would wait for ever.
+    # the exclusive lock would wait for ever.
     fcntl.flock(_cores, fcntl.LOCK_UN)
-    with _lock(_lock_folder(item.config) / "turnstile.lock", fcntl.LOCK_EX):
-        fcntl.flock(_cores, fcntl.LOCK_EX)
+    fcntl.flock(_cores, fcntl.LOCK_EX)
     try:
         return (yield)
     finally:

@@ -128,6 +128,29 @@ def run_alert(repo: Path, base: str, head: str, report: Path, home: Path, config
     )  # fmt: skip
 
 
+def test_a_side_that_ran_the_other_commit_is_broken(clone, tmp_path, asv_home):
+    """The failure the commit stamp is for, made real: with no uninstall and
+    no --force-reinstall, pip keeps the lenskern 0.1.0 already in the
+    environment when handed the other commit's 0.1.0 wheel, so one side times
+    the other side's code. That must be exit 2, not a verdict on speed."""
+    from asv.util import load_json
+
+    repo, base, slower, _ = clone
+    conf = load_json(str(repo / "asv.conf.json"), js_comments=True)
+    conf.update(repo=str(repo), benchmark_dir=str(repo / "benchmarks"),
+                results_dir=str(tmp_path / "results"), html_dir=str(tmp_path / "html"))  # fmt: skip
+    conf["uninstall_command"] = []  # asv runs none
+    conf["install_command"] = ["in-dir={env_dir} python -m pip install {wheel_file}"]
+    config = tmp_path / "asv.conf.json"
+    config.write_text(json.dumps(conf))
+    # The tiny tier: what ran is the point here, not how fast.
+    result = run_alert(repo, base, slower, tmp_path / "report.md", asv_home, config=config, tier="tiny")
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
+    report = (tmp_path / "report.md").read_text()
+    assert "did not provably run that side's commit" in report and "not from this commit" in report
+    assert "Each side imported" not in report
+
+
 @pytest.mark.alone  # a verdict on timings
 def test_planted_regression_is_reported_and_fails(clone, tmp_path, asv_home):
     repo, base, slower, _ = clone
@@ -154,29 +177,6 @@ def test_unchanged_code_passes(clone, tmp_path, asv_home):
     report = (tmp_path / "report.md").read_text()
     assert "No benchmark got slower" in report
     assert "Each side imported lenskern built from its own commit" in report
-
-
-def test_a_side_that_ran_the_other_commit_is_broken(clone, tmp_path, asv_home):
-    """The failure the commit stamp is for, made real: with no uninstall and
-    no --force-reinstall, pip keeps the lenskern 0.1.0 already in the
-    environment when handed the other commit's 0.1.0 wheel, so one side times
-    the other side's code. That must be exit 2, not a verdict on speed."""
-    from asv.util import load_json
-
-    repo, base, slower, _ = clone
-    conf = load_json(str(repo / "asv.conf.json"), js_comments=True)
-    conf.update(repo=str(repo), benchmark_dir=str(repo / "benchmarks"),
-                results_dir=str(tmp_path / "results"), html_dir=str(tmp_path / "html"))  # fmt: skip
-    conf["uninstall_command"] = []  # asv runs none
-    conf["install_command"] = ["in-dir={env_dir} python -m pip install {wheel_file}"]
-    config = tmp_path / "asv.conf.json"
-    config.write_text(json.dumps(conf))
-    # The tiny tier: what ran is the point here, not how fast.
-    result = run_alert(repo, base, slower, tmp_path / "report.md", asv_home, config=config, tier="tiny")
-    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
-    report = (tmp_path / "report.md").read_text()
-    assert "did not provably run that side's commit" in report and "not from this commit" in report
-    assert "Each side imported" not in report
 
 
 def _side(value, spread, n=verdict.ROUNDS * verdict.REPEAT, seed=0, modes=None):
