@@ -223,9 +223,9 @@ def runner(worker_id):
 #: The modules that run a workflow on the runner. One test process runs them
 #: all, so the second finds what the first left in the runner's home: the
 #: setup-python packages and the actions cache, where the nightly saves asv's
-#: environment under the PR check's key (nightly.yml). The three jobs, run
-#: in one process with a new home at fc7fa18, took 320 s, against about 465 s
-#: in two processes with a home each (the 2-core VM).
+#: environment under the PR check's key (nightly.yml). The three jobs took
+#: 339 s in one process (at 6297811), 427 s in two with a home each (at
+#: 9c36418; clean clones of the test command on the 2-core VM, one day).
 RUNNER_MODULES = ("tests/observatory/test_nightly_workflow.py", "tests/observatory/test_pr_workflow.py")
 RUNNER_SCOPE = "the runner's workflows"
 
