@@ -178,7 +178,8 @@ def _venv312(python: str) -> Path:
     steps = [[python, "-m", "venv", str(venv)]] if not (venv / "bin" / "python").exists() else []
     # --no-compile: one test run imports a fraction of what pip would
     # byte-compile; installing .[test,bench] took 71 s with compiling and
-    # 36 s without (a new virtualenv, pip's cache warm, the 2-core VM).
+    # 36 s without (side by side at 9c36418: a new virtualenv each, pip's
+    # cache warm, the project's 2-core VM).
     steps.append([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile", "-e",
                   ".[test,peers]"])  # fmt: skip
     for step in steps:
