@@ -99,14 +99,25 @@ import numpy as np  # noqa: E402
 from lenskern import problems, registry  # noqa: E402
 
 # JAX takes a second to import, in each of the hundred-odd processes of a run
-# that use it: the forkserver imports it once, after lenskern set XLA's
-# thread count, and every process starts with it. Importing it starts no
-# thread and no device (those start at the first computation, in the
-# process); Numba stays unloaded (the cache folder above).
-try:
-    import jax  # noqa: E402, F401
-except ImportError:  # an environment without JAX: its implementations are n/a
-    pass
+# that use it. Once a benchmark process has loaded JAX (:func:`implementation`
+# leaves a mark in the run's folder), the forkserver imports it before its
+# next fork, after lenskern set XLA's thread count, and every later process
+# starts with it. A process that never forks (asv's discovery and
+# setup_cache) and a round that loads no JAX implementation (the alert's and
+# the pull request's selections mostly) import none: at 1.2 s an import,
+# that was 2.4 s of each 4.2 s round of the alert's compare of one NumPy
+# benchmark (measured side by side at 7929b63 on the 2-core VM). Importing
+# JAX starts no thread and no device (those start at the first computation,
+# in the process); Numba stays unloaded (the cache folder above).
+_JAX_LOADED = os.path.join(_NUMBA_CACHES, "jax-loaded")
+
+
+def _import_jax_once_loaded() -> None:
+    if "jax" not in sys.modules and os.path.exists(_JAX_LOADED):
+        import jax  # noqa: F401
+
+
+os.register_at_fork(before=_import_jax_once_loaded)
 
 
 def record_imported_commit() -> None:
@@ -251,11 +262,14 @@ def implementation(kernel: str, name: str) -> lk.Implementation:
     """One implementation, loading only its backend; n/a in asv if it cannot
     run here, or if the commit under test does not have it."""
     try:
-        return registry.implementation(kernel, name)
+        found = registry.implementation(kernel, name)
     except ValueError as error:
         raise NotImplementedError(f"{name}: {error}") from None
     except AttributeError as error:  # a commit from before registry.implementation
         raise lacks_feature(error) from None
+    if "jax" in sys.modules:  # for the forkserver's next fork (above)
+        Path(_JAX_LOADED).touch()
+    return found
 
 
 def _package() -> Path:

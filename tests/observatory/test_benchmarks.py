@@ -309,18 +309,46 @@ def test_peak_memory_is_the_calls_own_in_pages():
     assert touched % 4096 == 0
 
 
-def test_importing_the_suite_loads_jax_but_not_numba():
+FORKSERVER_SCRIPT = """
+import os, sys, threading
+sys.path.insert(0, sys.argv[1])
+import benchmarks.curvature, benchmarks.offsets, benchmarks.likelihood, benchmarks.examples
+import benchmarks.stream, benchmarks.device
+from benchmarks import common
+
+def loaded():
+    return sorted({"numba", "jax"} & set(sys.modules))
+
+def fork(work):
+    pid = os.fork()
+    if pid == 0:
+        work()
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+
+print(loaded())
+fork(lambda: common.implementation("dirty_image", "numpy.gemv"))
+print(loaded())
+fork(lambda: common.implementation("dirty_image", "jax.gemv"))
+print(loaded())
+fork(lambda: None)
+print(loaded(), threading.active_count(), os.environ.get("XLA_FLAGS", ""))
+"""
+
+
+def test_the_forkserver_imports_jax_once_a_benchmark_loaded_it():
     """Each benchmark picks its Numba cache folder (its own, or the run's
     shared one) in setup: that works only if the forkserver that imported
-    the suite had not loaded Numba yet. JAX, a second to import, is loaded
-    once there, after lenskern set its thread count, with no thread started."""
-    script = ("import sys, threading; sys.path.insert(0, sys.argv[1]); import benchmarks.curvature, "
-              "benchmarks.offsets, benchmarks.likelihood, benchmarks.examples, benchmarks.stream, "
-              "benchmarks.device; import os; print(sorted({'numba', 'jax'} & set(sys.modules)), "
-              "threading.active_count(), os.environ.get('XLA_FLAGS', ''))")  # fmt: skip
+    the suite had not loaded Numba yet. JAX, a second to import, is not
+    loaded by the import either, nor after a benchmark process that loaded
+    only NumPy; once one loaded a JAX implementation, the server imports it
+    before its next fork, after lenskern set its thread count, with no
+    thread started (asv's forkserver, played with os.fork)."""
     env = dict(os.environ, LENSKERN_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", script, str(ROOT)], env=env,
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", FORKSERVER_SCRIPT, str(ROOT)], env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:3] == ["[]", "[]", "[]"], lines
     # JAX and not Numba; one thread (the main one); XLA's thread count set before
-    out = done.stdout
-    assert out.startswith("['jax'] 1 ") and "intra_op_parallelism_threads=1" in out, out
+    assert lines[3].startswith("['jax'] 1 ") and "intra_op_parallelism_threads=1" in lines[3], lines
