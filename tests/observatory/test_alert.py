@@ -129,10 +129,11 @@ def run_alert(repo: Path, base: str, head: str, report: Path, home: Path, config
 
 
 def test_a_side_that_ran_the_other_commit_is_broken(clone, tmp_path, asv_home):
-    """The failure the commit stamp is for, made real: with no uninstall and
-    no --force-reinstall, pip keeps the lenskern 0.1.0 already in the
-    environment when handed the other commit's 0.1.0 wheel, so one side times
-    the other side's code. That must be exit 2, not a verdict on speed."""
+    """The failure the commit stamp is for, made real: an install that keeps
+    the lenskern already in the environment (as pip did with every commit's
+    wheel at version 0.1.0, before asv.conf.json's build stamped the commit
+    into the version), so one side times the other side's code. That must be
+    exit 2, not a verdict on speed."""
     from asv.util import load_json
 
     repo, base, slower, _ = clone
@@ -140,7 +141,11 @@ def test_a_side_that_ran_the_other_commit_is_broken(clone, tmp_path, asv_home):
     conf.update(repo=str(repo), benchmark_dir=str(repo / "benchmarks"),
                 results_dir=str(tmp_path / "results"), html_dir=str(tmp_path / "html"))  # fmt: skip
     conf["uninstall_command"] = []  # asv runs none
-    conf["install_command"] = ["in-dir={env_dir} python -m pip install {wheel_file}"]
+    conf["install_command"] = [
+        'in-dir={env_dir} python -c "import importlib.util, subprocess, sys; '
+        "importlib.util.find_spec('lenskern') "
+        "or subprocess.check_call([sys.executable, '-m', 'pip', 'install', '{wheel_file}'])\""
+    ]
     config = tmp_path / "asv.conf.json"
     config.write_text(json.dumps(conf))
     # The tiny tier: what ran is the point here, not how fast.
