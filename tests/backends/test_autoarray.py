@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -167,9 +168,27 @@ def _python312() -> str | None:
     return None
 
 
+#: The test extra's runners, all the bridge's tests need of it (its linters,
+#: schema checkers and stream readers are the 3.11 run's business).
+BRIDGE_RUNNERS = ("pytest", "pytest-xdist", "hypothesis")
+
+
+def _runners() -> list[str]:
+    """:data:`BRIDGE_RUNNERS` with setup.cfg's bounds from the test extra."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    test = [line.strip() for line in config["options.extras_require"]["test"].splitlines() if line.strip()]
+    found = [line for line in test if re.split(r"[<>=!~;\[ ]", line, maxsplit=1)[0] in BRIDGE_RUNNERS]
+    assert len(found) == len(BRIDGE_RUNNERS), f"setup.cfg's test extra lacks one of {BRIDGE_RUNNERS}: {test}"
+    return found
+
+
 def _venv312(python: str) -> Path:
-    """The Python 3.12 virtualenv with ``.[test,peers]``: made once, and
-    reinstalled when setup.cfg (its requirements) changes."""
+    """The Python 3.12 virtualenv with ``.[peers,stream]`` and the test
+    runners: made once, and reinstalled when setup.cfg (its requirements)
+    changes."""
     venv = Path(os.environ.get("LENSKERN_VENV312", ROOT / ".venv312"))
     stamp = venv / "lenskern-setup.sha256"
     digest = hashlib.sha256((ROOT / "setup.cfg").read_bytes() + str(ROOT).encode()).hexdigest()
@@ -179,9 +198,10 @@ def _venv312(python: str) -> Path:
     # --no-compile: one test run imports a fraction of what pip would
     # byte-compile; installing .[test,bench] took 71 s with compiling and
     # 36 s without (side by side at 9c36418: a new virtualenv each, pip's
-    # cache warm, the project's 2-core VM).
+    # cache warm, the project's 2-core VM). The runners instead of the whole
+    # test extra: 43 s for .[test,peers], 33 s for this (at 9292b89, the same way).
     steps.append([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile", "-e",
-                  ".[test,peers]"])  # fmt: skip
+                  ".[peers,stream]", *_runners()])  # fmt: skip
     for step in steps:
         done = subprocess.run(step, cwd=ROOT, capture_output=True, text=True, timeout=1800)
         assert done.returncode == 0, f"{' '.join(step)} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
@@ -191,14 +211,16 @@ def _venv312(python: str) -> Path:
 
 @pytest.mark.skipif(MISSING is None, reason="autoarray runs in this interpreter: its tests run here directly")
 def test_autoarray_under_python312():
-    """The autoarray tests, run in a Python 3.12 virtualenv with the peers extra."""
+    """The autoarray tests, run in a Python 3.12 virtualenv with the peers extra (:func:`_venv312`)."""
     python = _python312()
     if python is None:
         pytest.skip("no Python 3.12 runs here (set LENSKERN_PYTHON312): the autoarray backend is untested")
     venv = _venv312(python)
     environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # -n 0: one process. pytest-xdist's three each import JAX and autoarray
+    # to collect: 58 s of CPU against 32 s for these tests in one (at 9292b89).
     run = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                          *PY312_TESTS], cwd=ROOT, env=environment, capture_output=True, text=True,
+                          "-n", "0", *PY312_TESTS], cwd=ROOT, env=environment, capture_output=True, text=True,
                          timeout=1800)  # fmt: skip
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
