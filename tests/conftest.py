@@ -107,6 +107,15 @@ def all_implementations(kernels=lk.NAMES) -> list:
     return [impl for k in kernels for impl in lk.implementations(k).values()]
 
 
+def nested_pytest(python: str, *arguments: str) -> list[str]:
+    """A pytest run of a few of these tests in a subprocess (another Python,
+    the CUDA simulator, more XLA devices): in one process, since
+    pytest-xdist's (pyproject.toml) would each import JAX to collect them
+    (the Python 3.12 bridge's tests: 58 s of CPU in three, 32 s in one, at
+    9292b89), and with no cache written."""
+    return [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", *arguments]
+
+
 # ------------------------------------------------ asv leaves the user's files alone
 #
 # asv keeps its machine records in ~/.asv-machine.json. Tests name machines of

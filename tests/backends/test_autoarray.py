@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 import lenskern as lk
-from conftest import assert_agrees, reference_impl, with_intermediates
+from conftest import assert_agrees, nested_pytest, reference_impl, with_intermediates
 from lenskern.backends import autoarray as backend
 from lenskern.conventions import ARCSEC_TO_RADIANS, TWO_PI
 
@@ -217,11 +217,8 @@ def test_autoarray_under_python312():
         pytest.skip("no Python 3.12 runs here (set LENSKERN_PYTHON312): the autoarray backend is untested")
     venv = _venv312(python)
     environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    # -n 0: one process. pytest-xdist's three each import JAX and autoarray
-    # to collect: 58 s of CPU against 32 s for these tests in one (at 9292b89).
-    run = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                          "-n", "0", *PY312_TESTS], cwd=ROOT, env=environment, capture_output=True, text=True,
-                         timeout=1800)  # fmt: skip
+    run = subprocess.run(nested_pytest(str(venv / "bin" / "python"), "-rs", *PY312_TESTS), cwd=ROOT,
+                         env=environment, capture_output=True, text=True, timeout=1800)  # fmt: skip
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     assert " passed" in summary, summary

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import pytest
 
 import lenskern as lk
+from conftest import nested_pytest
 from lenskern import registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +67,7 @@ def simulated(tmp_path_factory):
     modules = ["tests/backends/simulated_cuda.py", "tests/contract/test_registry.py"]
     only = ["-k", "not test_registry or numba_cuda or cost_model or recommended_names"]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *modules, *only],
+        nested_pytest(sys.executable, *modules, *only),
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     recorded = json.loads(launches.read_text()) if launches.exists() else {}

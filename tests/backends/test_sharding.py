@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import nested_pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,7 +26,8 @@ def test_sharded_kernels_agree_with_the_reference_on_several_devices(devices):
     env = dict(os.environ, XLA_FLAGS=flags.strip())
     subprocess.run([sys.executable, "-c", check], env=env, check=True)
     tests = ["tests/contract/test_agreement.py", "-k", "sharded"]
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
-                         cwd=ROOT, env=env, capture_output=True, text=True)  # fmt: skip
+    run = subprocess.run(
+        nested_pytest(sys.executable, *tests), cwd=ROOT, env=env, capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and "failed" not in run.stdout
