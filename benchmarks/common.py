@@ -113,8 +113,23 @@ _JAX_LOADED = os.path.join(_NUMBA_CACHES, "jax-loaded")
 
 
 def _import_jax_once_loaded() -> None:
-    if "jax" not in sys.modules and os.path.exists(_JAX_LOADED):
+    if "jax" in sys.modules or not os.path.exists(_JAX_LOADED):
+        return
+    # This runs among the before-fork hooks. A module that registers fork
+    # hooks as JAX loads (logging's lock, filelock's) would get this fork's
+    # after-fork calls without its before-fork call (logging: "cannot release
+    # un-acquired lock"), so each is registered once JAX is in, and given its
+    # before-fork call here.
+    registered = []
+    register, os.register_at_fork = os.register_at_fork, lambda **hooks: registered.append(hooks)
+    try:
         import jax  # noqa: F401
+    finally:
+        os.register_at_fork = register
+    for hooks in registered:
+        register(**hooks)
+        if "before" in hooks:
+            hooks["before"]()
 
 
 os.register_at_fork(before=_import_jax_once_loaded)
