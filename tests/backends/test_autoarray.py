@@ -18,7 +18,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -177,10 +176,12 @@ def _runners() -> list[str]:
     """:data:`BRIDGE_RUNNERS` with setup.cfg's bounds from the test extra."""
     import configparser
 
+    from packaging.requirements import Requirement  # pytest's own dependency
+
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
     test = [line.strip() for line in config["options.extras_require"]["test"].splitlines() if line.strip()]
-    found = [line for line in test if re.split(r"[<>=!~;\[ ]", line, maxsplit=1)[0] in BRIDGE_RUNNERS]
+    found = [line for line in test if Requirement(line).name in BRIDGE_RUNNERS]
     assert len(found) == len(BRIDGE_RUNNERS), f"setup.cfg's test extra lacks one of {BRIDGE_RUNNERS}: {test}"
     return found
 
