@@ -24,8 +24,11 @@ implementation added to a backend is benchmarked with no code in this folder.
   the implementation the registry declares as the kernel's oracle
   (``registry.oracle``).
 
-Compilation: the Profile classes compile in a Numba cache folder of the
-process's own, so the first call is a compilation; the ``<Kernel>``
+Compilation: an implementation's three Profile benchmarks are three
+processes. The first of them to run compiles in a Numba cache folder of its
+own, so its first call is a compilation, and records that call; the other
+two load what it compiled and report its record (:func:`first_call_record`),
+which spares the run two compilations per implementation. The ``<Kernel>``
 classes time warm calls only and load what an earlier process of the same
 run compiled (one cache folder per run), which spares the run a compilation
 per implementation and thread setting.
@@ -57,6 +60,7 @@ import atexit
 import ctypes
 import gc
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -70,9 +74,8 @@ from pathlib import Path
 
 # Numba caches compiled kernels on disk (cache=True); a fresh cache directory
 # per benchmark process makes track_first_call_seconds measure compilation,
-# not a cache load. Set before Numba loads, which no benchmark module does at
-# import. asv's forkserver (asv.conf.json) imports this module once per
-# environment and forks a process per benchmark, which leaves through
+# not a cache load. asv's forkserver (asv.conf.json) imports this module once
+# per environment and forks a process per benchmark, which leaves through
 # os._exit: each child takes a folder of its own inside this one, which the
 # server's exit removes.
 _NUMBA_CACHES = tempfile.mkdtemp(prefix="lenskern-numba-")
@@ -84,8 +87,20 @@ atexit.register(shutil.rmtree, _NUMBA_CACHES, ignore_errors=True)
 _SHARED_NUMBA_CACHE = os.path.join(_NUMBA_CACHES, "shared")
 
 
+def _use_numba_cache(folder: str) -> None:
+    """Numba's cache folder for what this process compiles from now on.
+
+    Numba reads NUMBA_CACHE_DIR when it loads and fixes a function's folder
+    when the function is decorated, as a backend module loads; the server
+    may have loaded Numba already (below), so its configuration is read
+    again. No lenskern module that decorates is loaded before a fork."""
+    os.environ["NUMBA_CACHE_DIR"] = folder
+    if "numba" in sys.modules:
+        sys.modules["numba"].core.config.reload_config()
+
+
 def _fresh_numba_cache() -> None:
-    os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(dir=_NUMBA_CACHES)
+    _use_numba_cache(tempfile.mkdtemp(dir=_NUMBA_CACHES))
 
 
 _fresh_numba_cache()
@@ -98,6 +113,15 @@ import lenskern as lk  # noqa: E402, I001
 import numpy as np  # noqa: E402
 from lenskern import problems, registry  # noqa: E402
 
+#: What nearly every benchmark process loads, imported once by the forkserver
+#: before it forks instead: lenskern's NumPy backend takes SciPy and Numba
+#: (``lenskern.chunk``), its Numba backend Numba; 0.4 s of each process's
+#: set-up (``python -X importtime``, the main job's asv environment at
+#: 178c67e, 2-core VM). Loading them starts no thread: Numba's pool starts at
+#: the first parallel call, in the process. lenskern's own modules that
+#: decorate with Numba stay for the process to load (:func:`_use_numba_cache`).
+_PRELOADED = ("numba", "scipy.fft", "scipy.linalg", "scipy.sparse")
+
 # JAX takes a second to import, in each of the hundred-odd processes of a run
 # that use it. Once a benchmark process has loaded JAX (:func:`implementation`
 # leaves a mark in the run's folder), the forkserver imports it before its
@@ -108,22 +132,27 @@ from lenskern import problems, registry  # noqa: E402
 # that was 2.4 s of each 4.2 s round of the alert's compare of one NumPy
 # benchmark (measured side by side at 7929b63 on the 2-core VM). Importing
 # JAX starts no thread and no device (those start at the first computation,
-# in the process); Numba stays unloaded (the cache folder above).
+# in the process).
 _JAX_LOADED = os.path.join(_NUMBA_CACHES, "jax-loaded")
 
 
-def _import_jax_once_loaded() -> None:
-    if "jax" in sys.modules or not os.path.exists(_JAX_LOADED):
+def _import_before_fork() -> None:
+    """The forkserver's imports (:data:`_PRELOADED`, JAX once a process loaded
+    it), among its before-fork hooks, after lenskern set the thread counts."""
+    wanted = [name for name in _PRELOADED if name not in sys.modules]
+    if "jax" not in sys.modules and os.path.exists(_JAX_LOADED):
+        wanted.append("jax")
+    if not wanted:
         return
-    # This runs among the before-fork hooks. A module that registers fork
-    # hooks as JAX loads (logging's lock, filelock's) would get this fork's
-    # after-fork calls without its before-fork call (logging: "cannot release
-    # un-acquired lock"), so each is registered once JAX is in, and given its
-    # before-fork call here.
+    # A module that registers fork hooks as it loads (JAX's logging lock,
+    # filelock's) would get this fork's after-fork calls without its
+    # before-fork call (logging: "cannot release un-acquired lock"), so each
+    # is registered once the imports are done, and given its before-fork call.
     registered = []
     register, os.register_at_fork = os.register_at_fork, lambda **hooks: registered.append(hooks)
     try:
-        import jax  # noqa: F401
+        for name in wanted:
+            importlib.import_module(name)
     finally:
         os.register_at_fork = register
     for hooks in registered:
@@ -132,7 +161,7 @@ def _import_jax_once_loaded() -> None:
             hooks["before"]()
 
 
-os.register_at_fork(before=_import_jax_once_loaded)
+os.register_at_fork(before=_import_before_fork)
 
 
 def record_imported_commit() -> None:
@@ -556,6 +585,16 @@ def one_thread() -> bool:
     return os.environ.get("LENSKERN_NUM_THREADS", "1") == "1"
 
 
+def first_call_record(kernel: str, implementation_name: str, tier: str) -> Path:
+    """Where the first Profile process of an implementation at a tier records
+    its first call (seconds, and the Numba cache folder it compiled in), in
+    the server's folder: one record per run and thread setting. Memory and
+    error do not depend on whether the code was compiled or loaded."""
+    folder = Path(_NUMBA_CACHES) / "first-calls"
+    folder.mkdir(exist_ok=True)
+    return folder / f"{kernel}-{implementation_name}-{tier}.json"
+
+
 #: The key of the suite's setup_cache when the commit under test could not
 #: build the inputs: why, for every benchmark to say.
 LACKS = "lacks"
@@ -615,8 +654,13 @@ class _KernelBenchmark(abc.ABC):
         if self.one_thread_only and not one_thread():
             raise NotImplementedError("memory, compilation and error are measured on one thread")
         self.kernel = kernel
-        if not self.compiles_afresh:  # before the backend (and Numba) loads
-            os.environ["NUMBA_CACHE_DIR"] = _SHARED_NUMBA_CACHE
+        record = first_call_record(kernel, implementation_name, tier) if self.compiles_afresh else None
+        recorded = json.loads(record.read_text()) if record and record.exists() else None
+        # before the backend loads, which decorates its Numba functions
+        if not self.compiles_afresh:
+            _use_numba_cache(_SHARED_NUMBA_CACHE)
+        elif recorded:
+            _use_numba_cache(recorded["numba_cache"])
         self.impl = implementation(kernel, implementation_name)
         if self.impl.backend == "reference" and (self.one_thread_only or not one_thread()):
             raise NotImplementedError("the reference is plain Python: timed on one thread only")
@@ -637,6 +681,12 @@ class _KernelBenchmark(abc.ABC):
         self.result = synchronize(self.impl.function(**self.inputs))
         self.first_call_seconds = time.perf_counter() - start
         self.result = flat(self.result)
+        if recorded:
+            self.first_call_seconds = recorded["seconds"]
+        elif self.compiles_afresh:
+            cache_folder = os.environ["NUMBA_CACHE_DIR"]
+            state = {"seconds": self.first_call_seconds, "numba_cache": cache_folder}
+            _write_atomically(record, lambda partial: partial.write_text(json.dumps(state)))
 
 
 class KernelTime(_KernelBenchmark):

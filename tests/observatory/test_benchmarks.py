@@ -317,14 +317,29 @@ import benchmarks.stream, benchmarks.device
 from benchmarks import common
 
 def loaded():
-    return sorted({"numba", "jax"} & set(sys.modules))
+    return sorted({"numba", "scipy.fft", "jax"} & set(sys.modules))
 
 def fork(work):
     pid = os.fork()
     if pid == 0:
         work()
+        sys.stdout.flush()
         os._exit(0)
     assert os.waitpid(pid, 0)[1] == 0
+
+def compiled(folder):
+    return any(name.endswith(".nbi") for _, _, names in os.walk(folder) for name in names)
+
+def fma(shared):
+    def work():
+        if shared:
+            common._use_numba_cache(common._SHARED_NUMBA_CACHE)
+        impl = common.implementation("fma", "numba.serial")
+        impl.function(**impl.bind(common.problems.make_examples("tiny")))
+        own = os.environ["NUMBA_CACHE_DIR"]
+        print("compiled in", "shared" if own == common._SHARED_NUMBA_CACHE else "own", compiled(own),
+              "shared holds", compiled(common._SHARED_NUMBA_CACHE), flush=True)
+    return work
 
 print(loaded())
 fork(lambda: common.implementation("dirty_image", "numpy.gemv"))
@@ -333,17 +348,21 @@ fork(lambda: common.implementation("dirty_image", "jax.gemv"))
 print(loaded())
 fork(lambda: None)
 print(loaded(), threading.active_count(), os.environ.get("XLA_FLAGS", ""))
+fork(fma(shared=False))
+fork(fma(shared=True))
+fork(fma(shared=False))
 """
 
 
-def test_the_forkserver_imports_jax_once_a_benchmark_loaded_it():
-    """Each benchmark picks its Numba cache folder (its own, or the run's
-    shared one) in setup: that works only if the forkserver that imported
-    the suite had not loaded Numba yet. JAX, a second to import, is not
-    loaded by the import either, nor after a benchmark process that loaded
-    only NumPy; once one loaded a JAX implementation, the server imports it
-    before its next fork, after lenskern set its thread count, with no
-    thread started (asv's forkserver, played with os.fork)."""
+def test_the_forkserver_imports_numba_before_it_forks_and_jax_once_a_benchmark_loaded_it():
+    """The forkserver that imported the suite has loaded neither Numba nor
+    JAX; it imports Numba and SciPy before its first fork, which spares each
+    benchmark process their import, and JAX, a second to import, once a
+    benchmark process loaded a JAX implementation (not after one that loaded
+    only NumPy), after lenskern set the thread counts, with no thread
+    started (asv's forkserver, played with os.fork). Each process still
+    compiles into the Numba cache folder it chose: its own (a first call is
+    a compilation) or the run's shared one."""
     env = dict(os.environ, LENSKERN_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-c", FORKSERVER_SCRIPT, str(ROOT)], env=env,
                           capture_output=True, text=True)  # fmt: skip
@@ -352,6 +371,51 @@ def test_the_forkserver_imports_jax_once_a_benchmark_loaded_it():
     # prints a traceback in the forkserver's output
     assert done.stderr == "", done.stderr
     lines = done.stdout.splitlines()
-    assert lines[:3] == ["[]", "[]", "[]"], lines
-    # JAX and not Numba; one thread (the main one); XLA's thread count set before
-    assert lines[3].startswith("['jax'] 1 ") and "intra_op_parallelism_threads=1" in lines[3], lines
+    assert lines[:3] == ["[]", "['numba', 'scipy.fft']", "['numba', 'scipy.fft']"], lines
+    # one thread (the main one); XLA's thread count set before JAX loaded
+    assert lines[3].startswith("['jax', 'numba', 'scipy.fft'] 1 "), lines
+    assert "intra_op_parallelism_threads=1" in lines[3], lines
+    # a folder of its own, then the shared one, then a new one of its own
+    # (compiled afresh there, not loaded from the shared one)
+    assert lines[4:] == [
+        "compiled in own True shared holds False",
+        "compiled in shared True shared holds True",
+        "compiled in own True shared holds True",
+    ], lines
+
+
+PROFILE_SCRIPT = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from benchmarks import examples
+
+def profile(method):
+    bench = examples.FmaProfile()
+    bench.setup({}, "numba.serial", "tiny")
+    value = getattr(bench, method)({}, "numba.serial", "tiny")
+    print(method, repr(bench.first_call_seconds), os.environ["NUMBA_CACHE_DIR"], value, flush=True)
+
+for method in ("track_max_relative_error", "track_first_call_seconds", "track_peak_bytes"):
+    pid = os.fork()
+    if pid == 0:
+        profile(method)
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+"""
+
+
+def test_an_implementations_profile_compiles_once_and_each_reports_that_first_call():
+    """An implementation's three Profile benchmarks, each a process: the
+    first to run (in any order) compiles in a Numba folder of its own and
+    records its first call; the others load from that folder and report the
+    same first call, memory and error measured as before."""
+    env = dict(os.environ, LENSKERN_NUM_THREADS="1", LENSKERN_BENCH_TIERS="tiny")
+    done = subprocess.run([sys.executable, "-c", PROFILE_SCRIPT, str(ROOT)], env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (_, first, folder, error), (_, *also, seconds), (_, *again, peak) = (
+        line.split() for line in done.stdout.splitlines()
+    )
+    assert also == again == [first, folder]
+    assert float(seconds) == float(first) > 0
+    assert float(error) < 1e-12 and float(peak) >= 0
