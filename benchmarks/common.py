@@ -136,9 +136,37 @@ _PRELOADED = ("numba", "scipy.fft", "scipy.linalg", "scipy.sparse")
 _JAX_LOADED = os.path.join(_NUMBA_CACHES, "jax-loaded")
 
 
-def _import_before_fork() -> None:
+#: The seeds' example arrays by tier, made by the forkserver: 320 MB at
+#: small, which took each process of an example's benchmarks 1.0 s to make,
+#: most of it first touching fresh pages (``make_examples("small")`` in the
+#: main job's asv environment at df3d215, 2-core VM; some 85 processes a
+#: main job). The first process to ask makes its own and leaves a mark; the
+#: server makes them before its next fork, and every later process reads the
+#: server's pages, copy-on-write: a call that wrote to its inputs would copy
+#: what it writes, never change another process's.
+_EXAMPLES: dict[str, dict[str, np.ndarray]] = {}
+
+
+def _examples_mark(tier: str) -> Path:
+    return Path(_NUMBA_CACHES) / f"examples-{tier}"
+
+
+def examples(tier: str) -> dict[str, np.ndarray]:
+    """``problems.make_examples(tier)``: the server's (above) once it has them."""
+    if tier in _EXAMPLES:
+        return _EXAMPLES[tier]
+    _examples_mark(tier).touch()
+    return problems.make_examples(tier)
+
+
+def _before_fork() -> None:
     """The forkserver's imports (:data:`_PRELOADED`, JAX once a process loaded
-    it), among its before-fork hooks, after lenskern set the thread counts."""
+    it) and example arrays (:data:`_EXAMPLES`), among its before-fork hooks,
+    after lenskern set the thread counts."""
+    for mark in Path(_NUMBA_CACHES).glob("examples-*"):
+        tier = mark.name.removeprefix("examples-")
+        if tier not in _EXAMPLES:
+            _EXAMPLES[tier] = problems.make_examples(tier)
     wanted = [name for name in _PRELOADED if name not in sys.modules]
     if "jax" not in sys.modules and os.path.exists(_JAX_LOADED):
         wanted.append("jax")
@@ -161,7 +189,7 @@ def _import_before_fork() -> None:
             hooks["before"]()
 
 
-os.register_at_fork(before=_import_before_fork)
+os.register_at_fork(before=_before_fork)
 
 
 def record_imported_commit() -> None:
@@ -237,8 +265,8 @@ def build_suite_inputs(tier: str) -> dict:
     """Everything the kernels' benchmarks take at a tier: the problem and
     every intermediate output (each from lenskern's recommended
     implementation), W only while it fits in W_BYTES_MAX. The examples'
-    arrays (360 MB) are made in their own benchmarks' setup instead, so no
-    other benchmark process loads them."""
+    arrays (320 MB) are not among them, so no other benchmark process loads
+    them: :func:`examples` serves them."""
     inputs = dict(lk.make_problem(tier))
     for name in checkout_facts()["intermediates"]:  # SPEC's names, in pipeline order
         if name == "w_tilde" and 8 * len(inputs["grid"]) ** 2 > W_BYTES_MAX:
@@ -664,11 +692,11 @@ class _KernelBenchmark(abc.ABC):
         self.impl = implementation(kernel, implementation_name)
         if self.impl.backend == "reference" and (self.one_thread_only or not one_thread()):
             raise NotImplementedError("the reference is plain Python: timed on one thread only")
-        examples = kernel in checkout_facts()["examples"]
+        in_examples = kernel in checkout_facts()["examples"]
         reason = skip_reason(kernel, implementation_name, tier)
         if reason:
             raise NotImplementedError(reason)
-        inputs = problems.make_examples(tier) if examples else cache[tier]["inputs"]
+        inputs = examples(tier) if in_examples else cache[tier]["inputs"]
         missing = [name for name in self.impl.inputs if name not in inputs]
         if missing:
             raise NotImplementedError(f"{implementation_name} at {tier}: input(s) {missing} not built")

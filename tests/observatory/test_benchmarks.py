@@ -351,10 +351,20 @@ print(loaded(), threading.active_count(), os.environ.get("XLA_FLAGS", ""))
 fork(fma(shared=False))
 fork(fma(shared=True))
 fork(fma(shared=False))
+
+def ask_examples():
+    got = common.examples("tiny")
+    whose = "the server's" if got is common._EXAMPLES.get("tiny") else "its own"
+    fresh = common.problems.make_examples("tiny")
+    print("examples", whose, all((got[name] == fresh[name]).all() for name in fresh), flush=True)
+    got["x"][:] = -1  # a call that writes to its inputs
+
+for _ in range(3):
+    fork(ask_examples)
 """
 
 
-def test_the_forkserver_imports_numba_before_it_forks_and_jax_once_a_benchmark_loaded_it():
+def test_the_forkserver_loads_once_what_its_processes_share():
     """The forkserver that imported the suite has loaded neither Numba nor
     JAX; it imports Numba and SciPy before its first fork, which spares each
     benchmark process their import, and JAX, a second to import, once a
@@ -362,7 +372,8 @@ def test_the_forkserver_imports_numba_before_it_forks_and_jax_once_a_benchmark_l
     only NumPy), after lenskern set the thread counts, with no thread
     started (asv's forkserver, played with os.fork). Each process still
     compiles into the Numba cache folder it chose: its own (a first call is
-    a compilation) or the run's shared one."""
+    a compilation) or the run's shared one. The examples' arrays are made
+    once a process asked for them."""
     env = dict(os.environ, LENSKERN_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-c", FORKSERVER_SCRIPT, str(ROOT)], env=env,
                           capture_output=True, text=True)  # fmt: skip
@@ -377,11 +388,15 @@ def test_the_forkserver_imports_numba_before_it_forks_and_jax_once_a_benchmark_l
     assert "intra_op_parallelism_threads=1" in lines[3], lines
     # a folder of its own, then the shared one, then a new one of its own
     # (compiled afresh there, not loaded from the shared one)
-    assert lines[4:] == [
+    assert lines[4:7] == [
         "compiled in own True shared holds False",
         "compiled in shared True shared holds True",
         "compiled in own True shared holds True",
     ], lines
+    # the first process to ask makes the examples; the server then makes
+    # them before it forks again, and a process that writes to them changes
+    # only its own copy
+    assert lines[7:] == ["examples its own True"] + ["examples the server's True"] * 2, lines
 
 
 PROFILE_SCRIPT = """
