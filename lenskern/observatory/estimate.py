@@ -22,20 +22,21 @@ from lenskern.observatory.suite import PROFILE
 
 #: Seconds per benchmark process that measures, its set-up and calls
 #: included, on average, asv's set-up caches spread over them: the main
-#: job's asv run on this project's 2-core VM at commit 2b725f8 (tier small,
-#: forkserver, JAX imported by the server, the counts left out): 508 such
-#: processes in 483 s of benchmarks and 20 s of set-up caches by asv's
-#: durations. A machine with faster cores does better.
-PROCESS_SECONDS = 0.99
+#: job's asv run from a fresh clone on this project's 2-core VM at commit
+#: 56d01e5 (tier small, forkserver with Numba, SciPy and the examples' arrays
+#: loaded once, the counts left out): 508 such processes in 401 s of
+#: benchmarks and 25 s of set-up caches by asv's durations. A machine with
+#: faster cores does better.
+PROCESS_SECONDS = 0.84
 #: Building asv's environment and discovering the suite the first time:
-#: 24 s in the same run, with pip's cache warm (more on a machine without it).
-BUILD_SECONDS = 24.0
+#: 35 s in the same run, with pip's cache warm (more on a machine without it).
+BUILD_SECONDS = 35.0
 
 
 #: Seconds of a profile benchmark's process on a thread setting other than 1,
 #: where it skips at once (the profile classes measure on one thread only):
-#: 282 of them in 3.0 s in the same run.
-SKIPPED_PROCESS_SECONDS = 0.011
+#: 282 of them in 5.6 s in the same run.
+SKIPPED_PROCESS_SECONDS = 0.020
 
 
 def benchmark_processes(benchmark_dir: Path, bench: str | None = None) -> dict[str, int]:
