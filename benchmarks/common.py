@@ -159,10 +159,17 @@ def examples(tier: str) -> dict[str, np.ndarray]:
     return problems.make_examples(tier)
 
 
+#: The process that imported the suite: under asv's forkserver, the server.
+_SERVER = os.getpid()
+
+
 def _before_fork() -> None:
     """The forkserver's imports (:data:`_PRELOADED`, JAX once a process loaded
     it) and example arrays (:data:`_EXAMPLES`), among its before-fork hooks,
-    after lenskern set the thread counts."""
+    after lenskern set the thread counts. A benchmark process that forks (a
+    pool of workers) makes and imports nothing here."""
+    if os.getpid() != _SERVER:
+        return
     for mark in Path(_NUMBA_CACHES).glob("examples-*"):
         tier = mark.name.removeprefix("examples-")
         if tier not in _EXAMPLES:
