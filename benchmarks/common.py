@@ -133,7 +133,7 @@ _PRELOADED = ("numba", "scipy.fft", "scipy.linalg", "scipy.sparse")
 # benchmark (measured side by side at 7929b63 on the 2-core VM). Importing
 # JAX starts no thread and no device (those start at the first computation,
 # in the process).
-_JAX_LOADED = os.path.join(_NUMBA_CACHES, "jax-loaded")
+_JAX_LOADED = Path(_NUMBA_CACHES) / "jax-loaded"
 
 
 #: The seeds' example arrays by tier, made by the forkserver: 320 MB at
@@ -145,17 +145,15 @@ _JAX_LOADED = os.path.join(_NUMBA_CACHES, "jax-loaded")
 #: server's pages, copy-on-write: a call that wrote to its inputs would copy
 #: what it writes, never change another process's.
 _EXAMPLES: dict[str, dict[str, np.ndarray]] = {}
-
-
-def _examples_mark(tier: str) -> Path:
-    return Path(_NUMBA_CACHES) / f"examples-{tier}"
+#: The marks asking the server for a tier's examples: this, then the tier.
+_EXAMPLES_ASKED = "examples-"
 
 
 def examples(tier: str) -> dict[str, np.ndarray]:
     """``problems.make_examples(tier)``: the server's (above) once it has them."""
     if tier in _EXAMPLES:
         return _EXAMPLES[tier]
-    _examples_mark(tier).touch()
+    (Path(_NUMBA_CACHES) / f"{_EXAMPLES_ASKED}{tier}").touch()
     return problems.make_examples(tier)
 
 
@@ -170,12 +168,12 @@ def _before_fork() -> None:
     pool of workers) makes and imports nothing here."""
     if os.getpid() != _SERVER:
         return
-    for mark in Path(_NUMBA_CACHES).glob("examples-*"):
-        tier = mark.name.removeprefix("examples-")
+    for mark in Path(_NUMBA_CACHES).glob(f"{_EXAMPLES_ASKED}*"):
+        tier = mark.name.removeprefix(_EXAMPLES_ASKED)
         if tier not in _EXAMPLES:
             _EXAMPLES[tier] = problems.make_examples(tier)
     wanted = [name for name in _PRELOADED if name not in sys.modules]
-    if "jax" not in sys.modules and os.path.exists(_JAX_LOADED):
+    if "jax" not in sys.modules and _JAX_LOADED.exists():
         wanted.append("jax")
     if not wanted:
         return
@@ -347,7 +345,7 @@ def implementation(kernel: str, name: str) -> lk.Implementation:
     except AttributeError as error:  # a commit from before registry.implementation
         raise lacks_feature(error) from None
     if "jax" in sys.modules:  # for the forkserver's next fork (above)
-        Path(_JAX_LOADED).touch()
+        _JAX_LOADED.touch()
     return found
 
 
